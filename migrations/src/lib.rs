@@ -1,0 +1,21 @@
+//! Database schema migrations for Control Tower, for SQLite and PostgreSQL alike.
+//!
+//! Released migrations are never edited: a schema change is a new file. Times are stored as BIGINT microseconds
+//! since the Unix epoch so that both backends compare and index them the same way.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261120_000001_create_tasks;
+mod m20261120_000002_create_audit_log;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261120_000001_create_tasks::Migration),
+            Box::new(m20261120_000002_create_audit_log::Migration),
+        ]
+    }
+}

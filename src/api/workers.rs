@@ -1,0 +1,275 @@
+//! controltower.v1.WorkerService.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    convert::timestamp,
+    dispatch::{PullOptions, TaskStream, open_stream},
+    error::{Error, Result},
+    json::struct_to_json,
+    pb::{self, worker_service_server::WorkerService},
+    server::AppState,
+    spec::OPERATIONS,
+    store::{entity::task::TaskStatus, tasks},
+    trace::validate_file_name,
+};
+
+const MAX_IN_FLIGHT: i32 = 1000;
+const MAX_LEASES_PER_HEARTBEAT: usize = 1000;
+const MAX_ERROR_CHARS: usize = 16_000;
+/// How long a PushTrace stream trusts a lease check before asking the database again.
+const LEASE_RECHECK: Duration = Duration::from_secs(1);
+
+pub struct WorkerServiceImpl {
+    state: Arc<AppState>,
+}
+
+impl WorkerServiceImpl {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    async fn complete(&self, request: pb::CompleteTaskRequest) -> Result<pb::Task> {
+        require_lease(&request.lease_id)?;
+        let result = request
+            .result
+            .map_or_else(|| serde_json::json!({}), struct_to_json);
+        let state = &self.state;
+        let settled =
+            tasks::complete(&state.db, state.clock.now(), &request.lease_id, result).await?;
+        if settled.recorded {
+            tracing::info!(task_id = %settled.task.id, trace_id = %settled.task.trace_id, "task completed");
+            state.dispatcher.lease_ended(&request.lease_id);
+            state.dispatcher.record_outcome(&settled.task).await;
+        }
+        Ok(settled.task.into())
+    }
+
+    async fn fail(&self, request: pb::FailTaskRequest) -> Result<pb::Task> {
+        require_lease(&request.lease_id)?;
+        if request.error.trim().is_empty() {
+            return Err(Error::invalid("error", "is required: say what went wrong"));
+        }
+        let error: String = request.error.chars().take(MAX_ERROR_CHARS).collect();
+        let state = &self.state;
+        let backoff = state.dispatcher.config().backoff;
+        let settled = tasks::fail(
+            &state.db,
+            state.clock.now(),
+            &request.lease_id,
+            &error,
+            request.retryable,
+            backoff,
+        )
+        .await?;
+        if settled.recorded {
+            let task = &settled.task;
+            tracing::info!(task_id = %task.id, trace_id = %task.trace_id, status = task.status.as_str(), "task failed");
+            state.dispatcher.lease_ended(&request.lease_id);
+            if task.status == TaskStatus::Queued {
+                state.dispatcher.work_available(task.run_after);
+            } else {
+                state.dispatcher.record_outcome(task).await;
+            }
+        }
+        Ok(settled.task.into())
+    }
+
+    async fn heartbeat(&self, request: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse> {
+        validate_worker_id(&request.worker_id)?;
+        if request.lease_ids.len() > MAX_LEASES_PER_HEARTBEAT {
+            return Err(Error::invalid(
+                "lease_ids",
+                format!("must hold at most {MAX_LEASES_PER_HEARTBEAT} leases"),
+            ));
+        }
+        let state = &self.state;
+        if request.draining {
+            state.dispatcher.worker_draining(&request.worker_id);
+        }
+        let timeout = state.dispatcher.lease_timeout_micros();
+        let report = tasks::extend_leases(
+            &state.db,
+            state.clock.now(),
+            &request.worker_id,
+            &request.lease_ids,
+            timeout,
+        )
+        .await?;
+        for lease in report.lost.iter().chain(&report.cancelled) {
+            state.dispatcher.lease_ended(lease);
+        }
+        Ok(pb::HeartbeatResponse {
+            extended: report.extended,
+            cancelled: report.cancelled,
+            lost: report.lost,
+            lease_deadline: Some(timestamp(report.deadline)),
+        })
+    }
+
+    /// Transport errors of the upload (a client gone, an oversized message) keep their own status.
+    async fn push_trace(
+        &self,
+        mut chunks: Streaming<pb::TraceChunk>,
+    ) -> Result<pb::PushTraceResponse, Status> {
+        let mut writer = self.state.traces.writer();
+        // lease id -> (task id, when the lease was last confirmed)
+        let mut leases: HashMap<String, (String, Instant)> = HashMap::new();
+        while let Some(chunk) = chunks.message().await? {
+            let task_id = match leases.get(&chunk.lease_id) {
+                Some((task_id, checked)) if checked.elapsed() < LEASE_RECHECK => task_id.clone(),
+                _ => {
+                    let task_id = self.lease_task(&chunk.lease_id).await?;
+                    leases.insert(chunk.lease_id.clone(), (task_id.clone(), Instant::now()));
+                    task_id
+                }
+            };
+            validate_file_name(&chunk.file)?;
+            writer
+                .write(&task_id, &chunk.file, chunk.offset, chunk.data, chunk.eof)
+                .await?;
+        }
+        let summary = writer.finish().await?;
+        tracing::debug!(
+            bytes_written = summary.bytes_written,
+            bytes_skipped = summary.bytes_skipped,
+            "trace upload"
+        );
+        Ok(pb::PushTraceResponse {
+            files: summary
+                .files
+                .into_iter()
+                .map(|(file, size_bytes)| pb::TraceFileSummary { file, size_bytes })
+                .collect(),
+            bytes_written: summary.bytes_written,
+            bytes_skipped: summary.bytes_skipped,
+        })
+    }
+
+    /// The task a trace upload may write to: the lease must be running it, or be the lease that ended it.
+    async fn lease_task(&self, lease_id: &str) -> Result<String> {
+        require_lease(lease_id)?;
+        match tasks::task_of_lease(&self.state.db, lease_id).await? {
+            Some(task) => Ok(task.id),
+            None => Err(Error::precondition(
+                "LEASE_NOT_HELD",
+                format!(
+                    "lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"
+                ),
+            )),
+        }
+    }
+}
+
+fn require_lease(lease_id: &str) -> Result<()> {
+    if lease_id.is_empty() {
+        return Err(Error::invalid("lease_id", "is required"));
+    }
+    Ok(())
+}
+
+fn validate_worker_id(worker_id: &str) -> Result<()> {
+    let len = worker_id.chars().count();
+    if !(1..=128).contains(&len) {
+        return Err(Error::invalid(
+            "worker_id",
+            format!("must be 1-128 characters, got {len}"),
+        ));
+    }
+    if !worker_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'))
+    {
+        return Err(Error::invalid(
+            "worker_id",
+            "may only use letters, digits, '.', '_', ':', '@' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+fn pull_options(request: pb::PullTasksRequest) -> Result<PullOptions> {
+    validate_worker_id(&request.worker_id)?;
+    if let Some(bad) = request
+        .operations
+        .iter()
+        .find(|op| !OPERATIONS.contains(&op.as_str()))
+    {
+        return Err(Error::invalid(
+            "operations",
+            format!(
+                "unknown operation {bad:?}; known operations: {}",
+                OPERATIONS.join(", ")
+            ),
+        ));
+    }
+    let max_in_flight = match request.max_in_flight {
+        0 => 1,
+        n if (1..=MAX_IN_FLIGHT).contains(&n) => n,
+        n => {
+            return Err(Error::invalid(
+                "max_in_flight",
+                format!("must be 1-{MAX_IN_FLIGHT}, got {n}"),
+            ));
+        }
+    };
+    Ok(PullOptions {
+        worker_id: request.worker_id,
+        operations: request.operations,
+        max_in_flight: max_in_flight as usize,
+    })
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerServiceImpl {
+    type PullTasksStream = TaskStream;
+
+    #[tracing::instrument(skip_all, fields(worker_id = %request.get_ref().worker_id))]
+    async fn pull_tasks(
+        &self,
+        request: Request<pb::PullTasksRequest>,
+    ) -> Result<Response<Self::PullTasksStream>, Status> {
+        let options = pull_options(request.into_inner())?;
+        Ok(Response::new(open_stream(&self.state.dispatcher, options)?))
+    }
+
+    #[tracing::instrument(skip_all, fields(worker_id = %request.get_ref().worker_id))]
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Ok(Response::new(self.heartbeat(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn complete_task(
+        &self,
+        request: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Ok(Response::new(self.complete(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn fail_task(
+        &self,
+        request: Request<pb::FailTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Ok(Response::new(self.fail(request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn push_trace(
+        &self,
+        request: Request<Streaming<pb::TraceChunk>>,
+    ) -> Result<Response<pb::PushTraceResponse>, Status> {
+        self.push_trace(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+}

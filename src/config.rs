@@ -1,0 +1,188 @@
+//! Command line and environment. Every option has a flag and most an environment variable; a flag wins.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    dispatch::DispatchConfig,
+    spec::Policy,
+    store::{db::DEFAULT_DATABASE_URL, tasks::Backoff},
+    trace::TraceLimits,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "control-tower",
+    version,
+    about = "gRPC control plane for AI-assisted development operations"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "JCT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve(Box<ServeArgs>),
+    /// Run a worker daemon that pulls tasks from a server and runs them.
+    Worker(WorkerArgs),
+    /// Manage the database schema.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB. Default: a SQLite file in the working
+    /// directory.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Connections in the PostgreSQL pool (SQLite always uses one writer connection).
+    #[arg(long, env = "JCT_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "JCT_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+    /// Folder under which each task gets its trace folder.
+    #[arg(long, env = "JCT_TRACE_ROOT", default_value = "./traces")]
+    pub trace_root: PathBuf,
+    /// Comma-separated repository prefixes that tasks may target, e.g. "acme/,widgets/". Unset denies all.
+    #[arg(long, env = "JCT_ALLOWED_REPO_PREFIXES", default_value = "")]
+    pub allowed_repo_prefixes: String,
+    /// Seconds a lease lasts without a heartbeat.
+    #[arg(long, env = "JCT_LEASE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub lease_timeout_seconds: u64,
+    /// Attempts per task when its spec does not say.
+    #[arg(long, env = "JCT_DEFAULT_MAX_ATTEMPTS", default_value_t = 3)]
+    pub default_max_attempts: i32,
+    /// Largest trace file a worker may upload, in bytes.
+    #[arg(long, env = "JCT_TRACE_MAX_FILE_BYTES", default_value_t = 64 << 20)]
+    pub trace_max_file_bytes: u64,
+    /// Largest total of uploaded trace files per task attempt, in bytes.
+    #[arg(long, env = "JCT_TRACE_MAX_TASK_BYTES", default_value_t = 256 << 20)]
+    pub trace_max_task_bytes: u64,
+    /// Seconds to wait on shutdown for held leases to be settled before releasing them.
+    #[arg(long, env = "JCT_DRAIN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub drain_timeout_seconds: u64,
+    /// Actor recorded in the audit log for operator calls (e.g. CancelTask).
+    #[arg(long, env = "JCT_OPERATOR_ID", default_value = "operator")]
+    pub operator_id: String,
+}
+
+/// Everything the server needs, independent of how it was configured.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub trace_root: PathBuf,
+    pub trace_limits: TraceLimits,
+    pub policy: Policy,
+    pub dispatch: DispatchConfig,
+    pub default_max_attempts: i32,
+    pub drain_timeout: Duration,
+    pub operator_id: String,
+}
+
+impl ServerConfig {
+    /// Defaults suitable for tests and embedding: a SQLite file, ./traces, every repository denied.
+    pub fn new(database_url: impl Into<String>, trace_root: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            db_max_connections: 16,
+            trace_root: trace_root.into(),
+            trace_limits: TraceLimits::default(),
+            policy: Policy::default(),
+            dispatch: DispatchConfig::default(),
+            default_max_attempts: 3,
+            drain_timeout: Duration::from_secs(10),
+            operator_id: "operator".into(),
+        }
+    }
+}
+
+impl From<&ServeArgs> for ServerConfig {
+    fn from(args: &ServeArgs) -> Self {
+        Self {
+            database_url: args.database.database_url.clone(),
+            db_max_connections: args.database.db_max_connections,
+            trace_root: args.trace_root.clone(),
+            trace_limits: TraceLimits {
+                max_file_bytes: args.trace_max_file_bytes,
+                max_task_bytes: args.trace_max_task_bytes,
+            },
+            policy: Policy::from_comma_separated(&args.allowed_repo_prefixes),
+            dispatch: DispatchConfig {
+                lease_timeout: Duration::from_secs(args.lease_timeout_seconds.max(1)),
+                sweep_interval: Duration::from_secs(1),
+                backoff: Backoff {
+                    base: 1_000_000,
+                    max: 300_000_000,
+                },
+            },
+            default_max_attempts: args.default_max_attempts.clamp(1, 100),
+            drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
+            operator_id: args.operator_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Server to pull tasks from.
+    #[arg(long, env = "JCT_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Worker id reported to the server; default: HOSTNAME-PID.
+    #[arg(long, env = "JCT_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Tasks run at once.
+    #[arg(long, env = "JCT_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Operations to take (comma-separated); default: all.
+    #[arg(long, env = "JCT_WORKER_OPERATIONS", value_delimiter = ',')]
+    pub operations: Vec<String>,
+    /// Run this shell command per task instead of the built-in echo handler (see README: "Exec handler").
+    #[arg(long, env = "JCT_WORKER_EXEC")]
+    pub exec: Option<String>,
+    /// Seconds to let running tasks finish on SIGTERM/SIGINT before they are stopped and released.
+    #[arg(long, env = "JCT_WORKER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(subcommand)]
+    pub action: MigrateAction,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateAction {
+    /// Apply pending migrations.
+    Up,
+    /// Roll back the last applied migration(s).
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// Show applied and pending migrations.
+    Status,
+    /// Drop every table and apply all migrations again (destroys data).
+    Fresh,
+}

@@ -1,0 +1,69 @@
+//! The dispatcher's background loop: fires scheduled wake-ups (retries after backoff) on time, and every sweep
+//! interval reaps expired leases and nudges idle streams to look at the queue again.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Dispatcher;
+use crate::{
+    error::Result,
+    store::tasks::{self, LeaseLoss},
+};
+
+pub fn spawn_maintenance(
+    dispatcher: Arc<Dispatcher>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let sweep_interval = dispatcher.config.sweep_interval;
+        let mut next_sweep = tokio::time::Instant::now() + sweep_interval;
+        loop {
+            let now = dispatcher.clock.now();
+            let (due, next_wakeup) = dispatcher.due_wakeups(now);
+            if due {
+                dispatcher.work_available(now);
+            }
+            let mut wake_at = next_sweep;
+            if let Some(at) = next_wakeup {
+                let until = Duration::from_micros(u64::try_from(at - now).unwrap_or(0));
+                wake_at = wake_at.min(tokio::time::Instant::now() + until);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = dispatcher.wakeup_added.notified() => continue,
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+            if tokio::time::Instant::now() >= next_sweep {
+                next_sweep = tokio::time::Instant::now() + sweep_interval;
+                if let Err(err) = dispatcher.reap_expired().await {
+                    tracing::warn!(error = %err, "lease reaper failed; retrying at the next sweep");
+                }
+                dispatcher.work_available(dispatcher.clock.now());
+            }
+        }
+    })
+}
+
+impl Dispatcher {
+    /// Takes back every lease whose deadline has passed and tells the workers that held them. Returns how many.
+    pub async fn reap_expired(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let changed = tasks::take_back_leases(&self.db, now, LeaseLoss::Expired, &[]).await?;
+        for task in &changed {
+            tracing::warn!(task_id = %task.id, worker_id = ?task.worker_id, status = task.status.as_str(), "lease expired");
+            if let Some(lease_id) = &task.lease_id {
+                self.lease_withdrawn(
+                    lease_id,
+                    &task.id,
+                    "lease expired: no heartbeat before the deadline",
+                );
+            }
+        }
+        if !changed.is_empty() {
+            self.work_available(now);
+        }
+        Ok(changed.len())
+    }
+}

@@ -1,0 +1,311 @@
+//! Dispatch: pushing leased tasks to worker streams, tracking which stream holds which lease, and taking leases
+//! back when streams drop or deadlines pass.
+//!
+//! Wake-ups are pushed, not polled: every change that may make work claimable (enqueue, requeue, a freed slot)
+//! bumps a `watch` counter that idle streams wait on, and retries scheduled for later get a timer of their own.
+//! A periodic sweep (the lease reaper) is the safety net.
+
+mod maintenance;
+mod stream;
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, mpsc, watch};
+use tonic::Status;
+
+use crate::{
+    clock::{Micros, SharedClock, duration_micros},
+    convert::output_document,
+    pb,
+    store::entity::task::Model as TaskRow,
+    store::tasks::Backoff,
+    trace::TraceStore,
+};
+
+pub use maintenance::spawn_maintenance;
+pub use stream::{PullOptions, TaskStream, open_stream};
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// How long a lease lasts without a heartbeat.
+    pub lease_timeout: Duration,
+    /// How often expired leases are reaped and idle streams re-check the queue.
+    pub sweep_interval: Duration,
+    /// Retry schedule of retryable failures.
+    pub backoff: Backoff,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            lease_timeout: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(1),
+            backoff: Backoff {
+                base: 1_000_000,
+                max: 300_000_000,
+            },
+        }
+    }
+}
+
+/// Where the server is in its life; streams grant leases only while `Serving`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// Shutting down: no new leases; held leases may still be settled.
+    Draining,
+    /// Streams end and release what they still hold.
+    Closed,
+}
+
+type Outbox = mpsc::Sender<Result<pb::PullTasksResponse, Status>>;
+
+/// What the dispatcher knows of one open PullTasks stream.
+struct StreamEntry {
+    id: u64,
+    worker_id: String,
+    held: Mutex<HashSet<String>>,
+    /// A lease of this stream ended: it may claim again.
+    slot_freed: Notify,
+    /// The worker said it is shutting down: grant it nothing new.
+    worker_draining: AtomicBool,
+    outbox: Outbox,
+}
+
+impl StreamEntry {
+    fn held_count(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+}
+
+pub struct Dispatcher {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    traces: TraceStore,
+    config: DispatchConfig,
+    /// Bumped whenever claimable work may have appeared.
+    work: watch::Sender<u64>,
+    phase: watch::Sender<Phase>,
+    streams: Mutex<HashMap<u64, Arc<StreamEntry>>>,
+    /// Which stream holds each lease granted by this server.
+    leases: Mutex<HashMap<String, Arc<StreamEntry>>>,
+    next_stream_id: AtomicU64,
+    /// Times at which delayed tasks become claimable (retries after backoff, run_after).
+    wakeups: Mutex<BinaryHeap<Reverse<Micros>>>,
+    wakeup_added: Notify,
+    /// Signalled whenever a lease is released, so that a drain can wait for the last one.
+    lease_released: Notify,
+}
+
+impl Dispatcher {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        traces: TraceStore,
+        config: DispatchConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            clock,
+            traces,
+            config,
+            work: watch::Sender::new(0),
+            phase: watch::Sender::new(Phase::Serving),
+            streams: Mutex::default(),
+            leases: Mutex::default(),
+            next_stream_id: AtomicU64::new(1),
+            wakeups: Mutex::default(),
+            wakeup_added: Notify::new(),
+            lease_released: Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &DispatchConfig {
+        &self.config
+    }
+
+    pub fn lease_timeout_micros(&self) -> Micros {
+        duration_micros(self.config.lease_timeout)
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Claimable work may exist now (or at `at`, if that is later).
+    pub fn work_available(&self, at: Micros) {
+        if at > self.clock.now() {
+            if let Ok(mut wakeups) = self.wakeups.lock() {
+                wakeups.push(Reverse(at));
+            }
+            self.wakeup_added.notify_one();
+        } else {
+            self.work.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Number of open worker streams.
+    pub fn stream_count(&self) -> usize {
+        self.streams.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Number of leases held by this server's streams.
+    pub fn lease_count(&self) -> usize {
+        self.leases.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    /// A lease ended (settled, or its task cancelled): free its stream's slot.
+    pub fn lease_ended(&self, lease_id: &str) {
+        let entry = self.leases.lock().ok().and_then(|mut l| l.remove(lease_id));
+        if let Some(entry) = entry {
+            if let Ok(mut held) = entry.held.lock() {
+                held.remove(lease_id);
+            }
+            entry.slot_freed.notify_one();
+        }
+        self.lease_released.notify_waiters();
+    }
+
+    /// A lease was withdrawn from its worker (task cancelled, lease expired): tell the worker over its stream, then
+    /// free the slot. If the stream's buffer is full the worker still learns it at its next heartbeat.
+    pub fn lease_withdrawn(&self, lease_id: &str, task_id: &str, reason: &str) {
+        let entry = self
+            .leases
+            .lock()
+            .ok()
+            .and_then(|l| l.get(lease_id).cloned());
+        if let Some(entry) = entry {
+            let message = pb::PullTasksResponse {
+                event: Some(pb::pull_tasks_response::Event::Cancelled(
+                    pb::LeaseCancelled {
+                        lease_id: lease_id.to_owned(),
+                        task_id: task_id.to_owned(),
+                        reason: reason.to_owned(),
+                    },
+                )),
+            };
+            let _ = entry.outbox.try_send(Ok(message));
+        }
+        self.lease_ended(lease_id);
+    }
+
+    /// Writes `output.json` for a task that ended after being leased at least once.
+    pub async fn record_outcome(&self, task: &TaskRow) {
+        if !task.status.is_terminal() || task.attempt == 0 {
+            return;
+        }
+        if let Err(err) = self
+            .traces
+            .write_output(&task.id, &output_document(task))
+            .await
+        {
+            tracing::error!(task_id = %task.id, error = %err, "could not write output.json");
+        }
+    }
+
+    /// The worker is shutting down: stop granting leases to its streams.
+    pub fn worker_draining(&self, worker_id: &str) {
+        let streams: Vec<_> = self
+            .streams
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        for entry in streams.iter().filter(|e| e.worker_id == worker_id) {
+            entry.worker_draining.store(true, Ordering::SeqCst);
+            entry.slot_freed.notify_one();
+        }
+    }
+
+    /// Stops granting leases, waits up to `timeout` for held leases to be settled, then closes every stream (which
+    /// releases what is still held, for redelivery).
+    pub async fn drain(&self, timeout: Duration) {
+        self.phase.send_replace(Phase::Draining);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let released = self.lease_released.notified();
+            if self.lease_count() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                tracing::warn!(
+                    leases = self.lease_count(),
+                    "drain timed out; releasing the leases still held"
+                );
+                break;
+            }
+        }
+        self.phase.send_replace(Phase::Closed);
+        // Wait (briefly) for the streams to release their leases and end.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.stream_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn register_stream(&self, worker_id: &str, outbox: Outbox) -> Arc<StreamEntry> {
+        let entry = Arc::new(StreamEntry {
+            id: self.next_stream_id.fetch_add(1, Ordering::Relaxed),
+            worker_id: worker_id.to_owned(),
+            held: Mutex::default(),
+            slot_freed: Notify::new(),
+            worker_draining: AtomicBool::new(false),
+            outbox,
+        });
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.insert(entry.id, entry.clone());
+        }
+        entry
+    }
+
+    fn hold(&self, entry: &Arc<StreamEntry>, lease_id: &str) {
+        if let Ok(mut held) = entry.held.lock() {
+            held.insert(lease_id.to_owned());
+        }
+        if let Ok(mut leases) = self.leases.lock() {
+            leases.insert(lease_id.to_owned(), entry.clone());
+        }
+    }
+
+    /// Forgets a closed stream and returns the leases it still held.
+    fn unregister_stream(&self, entry: &StreamEntry) -> Vec<String> {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.remove(&entry.id);
+        }
+        let held: Vec<String> = entry
+            .held
+            .lock()
+            .map(|mut h| h.drain().collect())
+            .unwrap_or_default();
+        if let Ok(mut leases) = self.leases.lock() {
+            for lease in &held {
+                leases.remove(lease);
+            }
+        }
+        held
+    }
+
+    /// Pops the wake-up times that have come; returns the earliest one still pending.
+    fn due_wakeups(&self, now: Micros) -> (bool, Option<Micros>) {
+        let Ok(mut wakeups) = self.wakeups.lock() else {
+            return (false, None);
+        };
+        let mut due = false;
+        while let Some(Reverse(at)) = wakeups.peek().copied() {
+            if at > now {
+                return (due, Some(at));
+            }
+            wakeups.pop();
+            due = true;
+        }
+        (due, None)
+    }
+}

@@ -1,0 +1,179 @@
+//! One PullTasks stream: claim as many tasks as the stream has free slots, push them, wait for a reason to claim
+//! again (new work, a freed slot, a phase change), and give back every held lease when the stream ends.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{Dispatcher, Outbox, Phase, StreamEntry};
+use crate::{
+    convert::{task_document, timestamp},
+    error::{Error, Result},
+    pb::{self, pull_tasks_response::Event},
+    store::tasks::{self, ClaimRequest, LeaseLoss},
+};
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub worker_id: String,
+    /// Empty means every operation.
+    pub operations: Vec<String>,
+    pub max_in_flight: usize,
+}
+
+/// Room in a stream's buffer beyond its assignments, for control messages.
+const CONTROL_BUFFER: usize = 16;
+
+pub type TaskStream = ReceiverStream<Result<pb::PullTasksResponse, Status>>;
+
+/// Opens a stream for a worker; refused while the server shuts down.
+pub fn open_stream(dispatcher: &Arc<Dispatcher>, options: PullOptions) -> Result<TaskStream> {
+    if dispatcher.phase() != Phase::Serving {
+        return Err(Error::Unavailable(
+            "the server is shutting down; connect to another server".into(),
+        ));
+    }
+    let (outbox, inbox) = mpsc::channel(options.max_in_flight + CONTROL_BUFFER);
+    let entry = dispatcher.register_stream(&options.worker_id, outbox.clone());
+    tracing::info!(worker_id = %options.worker_id, max_in_flight = options.max_in_flight, "worker stream opened");
+    tokio::spawn(run(dispatcher.clone(), entry, outbox, options));
+    Ok(ReceiverStream::new(inbox))
+}
+
+enum Claimed {
+    /// This many tasks were pushed.
+    Sent(usize),
+    /// The worker went away while we pushed.
+    WorkerGone,
+}
+
+async fn run(
+    dispatcher: Arc<Dispatcher>,
+    entry: Arc<StreamEntry>,
+    outbox: Outbox,
+    options: PullOptions,
+) {
+    let mut work = dispatcher.work.subscribe();
+    let mut phase = dispatcher.phase.subscribe();
+    let mut drain_announced = false;
+    let mut error_delay = Duration::from_millis(50);
+
+    loop {
+        let current = *phase.borrow_and_update();
+        if current == Phase::Closed {
+            break;
+        }
+        if current == Phase::Draining && !drain_announced {
+            drain_announced = true;
+            let draining = pb::ServerDraining {
+                reason: "the server is shutting down".into(),
+            };
+            let _ = outbox.try_send(Ok(pb::PullTasksResponse {
+                event: Some(Event::Draining(draining)),
+            }));
+        }
+        let accepting = current == Phase::Serving
+            && !entry
+                .worker_draining
+                .load(std::sync::atomic::Ordering::SeqCst);
+        let free = options.max_in_flight.saturating_sub(entry.held_count());
+        let wants_work = accepting && free > 0;
+        if wants_work {
+            // Mark the current work signal seen before looking, so that work arriving during the claim wakes us.
+            work.borrow_and_update();
+            match claim_and_push(&dispatcher, &entry, &outbox, &options, free).await {
+                Ok(Claimed::Sent(n)) if n == free => continue,
+                Ok(Claimed::Sent(_)) => error_delay = Duration::from_millis(50),
+                Ok(Claimed::WorkerGone) => break,
+                Err(err) => {
+                    tracing::warn!(worker_id = %options.worker_id, error = %err, "claim failed; retrying");
+                    tokio::select! {
+                        _ = outbox.closed() => break,
+                        _ = tokio::time::sleep(error_delay) => {}
+                    }
+                    error_delay = (error_delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = outbox.closed() => break,
+            _ = work.changed(), if wants_work => {}
+            _ = entry.slot_freed.notified() => {}
+            _ = phase.changed() => {}
+        }
+    }
+
+    let held = dispatcher.unregister_stream(&entry);
+    tracing::info!(worker_id = %options.worker_id, released = held.len(), "worker stream closed");
+    if held.is_empty() {
+        return;
+    }
+    let now = dispatcher.clock.now();
+    match tasks::take_back_leases(&dispatcher.db, now, LeaseLoss::StreamClosed, &held).await {
+        Ok(changed) => {
+            if !changed.is_empty() {
+                dispatcher.work_available(now);
+            }
+        }
+        // The reaper takes these back at their deadline.
+        Err(err) => {
+            tracing::error!(error = %err, leases = held.len(), "could not release the leases of a closed stream")
+        }
+    }
+    dispatcher.lease_released.notify_waiters();
+}
+
+async fn claim_and_push(
+    dispatcher: &Dispatcher,
+    entry: &Arc<StreamEntry>,
+    outbox: &Outbox,
+    options: &PullOptions,
+    free: usize,
+) -> Result<Claimed> {
+    let now = dispatcher.clock.now();
+    let uri_prefix = dispatcher.traces.uri_prefix();
+    let request = ClaimRequest {
+        worker_id: &options.worker_id,
+        operations: &options.operations,
+        limit: free as u64,
+        lease_timeout: dispatcher.lease_timeout_micros(),
+        trace_uri_prefix: &uri_prefix,
+    };
+    let claimed = tasks::claim(&dispatcher.db, now, &request).await?;
+    // Hold every lease before pushing any, so that whatever happens next they are released with the stream.
+    for row in &claimed {
+        if let Some(lease_id) = &row.lease_id {
+            dispatcher.hold(entry, lease_id);
+        }
+    }
+    let lease_timeout =
+        prost_types::Duration::try_from(dispatcher.config.lease_timeout).unwrap_or_default();
+    for row in &claimed {
+        let task = pb::Task::from(row);
+        if let Err(err) = dispatcher
+            .traces
+            .begin_attempt(&row.id, row.attempt, &task_document(&task))
+            .await
+        {
+            tracing::error!(task_id = %row.id, error = %err, "could not prepare the trace folder");
+        }
+        let assignment = pb::TaskAssignment {
+            task: Some(task),
+            lease_id: row.lease_id.clone().unwrap_or_default(),
+            lease_deadline: row.lease_expires_at.map(timestamp),
+            attempt: row.attempt,
+            lease_timeout: Some(lease_timeout),
+        };
+        tracing::debug!(task_id = %row.id, worker_id = %options.worker_id, attempt = row.attempt, "task leased");
+        let message = pb::PullTasksResponse {
+            event: Some(Event::Assignment(assignment)),
+        };
+        if outbox.send(Ok(message)).await.is_err() {
+            return Ok(Claimed::WorkerGone);
+        }
+    }
+    Ok(Claimed::Sent(claimed.len()))
+}

@@ -1,0 +1,100 @@
+//! `control-tower`: serve, worker, migrate.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use control_tower::{
+    Server,
+    clock::SystemClock,
+    config::{
+        Cli, Command, DatabaseArgs, LogFormat, MigrateAction, MigrateArgs, ServeArgs, ServerConfig,
+        WorkerArgs,
+    },
+    shutdown,
+    store::db,
+    worker::{self, EchoHandler, ExecHandler, Handler, WorkerConfig},
+};
+use migrations::{Migrator, MigratorTrait};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Worker(args) => run_worker(args).await,
+        Command::Migrate(args) => migrate(args).await,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::from(&args);
+    let server = Server::build(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen_addr))?;
+    let stop = shutdown::on_signal();
+    server.run(listener, stop.cancelled_owned()).await
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let handler: Arc<dyn Handler> = match &args.exec {
+        Some(command) => Arc::new(ExecHandler::new(command)),
+        None => Arc::new(EchoHandler),
+    };
+    let config = WorkerConfig {
+        server: args.server,
+        worker_id: args.worker_id.unwrap_or_else(worker::default_worker_id),
+        concurrency: args.concurrency.max(1),
+        operations: args
+            .operations
+            .into_iter()
+            .filter(|op| !op.is_empty())
+            .collect(),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
+    };
+    tracing::info!(worker_id = %config.worker_id, handler = if args.exec.is_some() { "exec" } else { "echo" }, "worker starting");
+    worker::run(config, handler, shutdown::on_signal()).await
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let DatabaseArgs {
+        database_url,
+        db_max_connections,
+    } = args.database;
+    let conn = db::connect(&database_url, db_max_connections)
+        .await
+        .context("could not connect to the database")?;
+    match args.action {
+        MigrateAction::Up => Migrator::up(&conn, None).await?,
+        MigrateAction::Down { steps } => Migrator::down(&conn, Some(steps)).await?,
+        MigrateAction::Fresh => Migrator::fresh(&conn).await?,
+        MigrateAction::Status => {}
+    }
+    for migration in Migrator::get_migration_with_status(&conn).await? {
+        println!(
+            "{:<10} {}",
+            format!("{:?}", migration.status()).to_lowercase(),
+            migration.name()
+        );
+    }
+    Ok(())
+}

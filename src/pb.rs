@@ -1,0 +1,9 @@
+//! The generated protobuf and gRPC code, and the descriptor set that server reflection serves.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+tonic::include_proto!("controltower.v1");
+
+/// Encoded `FileDescriptorSet` of every Control Tower proto and its imports.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("controltower_descriptor");

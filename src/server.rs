@@ -1,0 +1,213 @@
+//! Assembling and running the server: connect and migrate, build the shared state, serve the gRPC services with
+//! health and reflection, and shut down in order.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    api::{TaskServiceImpl, WorkerServiceImpl},
+    clock::SharedClock,
+    config::ServerConfig,
+    dispatch::{Dispatcher, spawn_maintenance},
+    pb::{
+        self, task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
+    },
+    spec::{Policy, policy::ALLOWED_REPO_PREFIXES_VAR},
+    store::{audit::Actor, db},
+    trace::TraceStore,
+};
+
+/// What every request handler shares.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub clock: SharedClock,
+    pub policy: Policy,
+    pub dispatcher: Arc<Dispatcher>,
+    pub traces: TraceStore,
+    pub default_max_attempts: i32,
+    /// Recorded as the actor of operator calls.
+    pub operator: Actor,
+}
+
+/// Services whose health is reported besides the server as a whole ("").
+const SERVICES: [&str; 2] = [
+    "controltower.v1.TaskService",
+    "controltower.v1.WorkerService",
+];
+/// How often the health loop checks that the database answers.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Server {
+    state: Arc<AppState>,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Connects to the database, applies pending migrations and prepares the trace root.
+    pub async fn build(config: ServerConfig, clock: SharedClock) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url, config.db_max_connections)
+            .await
+            .context("could not connect to the database")?;
+        db::migrate_up(&db)
+            .await
+            .context("could not apply the database migrations")?;
+        let traces =
+            TraceStore::open(&config.trace_root, config.trace_limits).with_context(|| {
+                format!(
+                    "could not create the trace root {}",
+                    config.trace_root.display()
+                )
+            })?;
+        if config.policy.allowed_repo_prefixes().is_empty() {
+            tracing::warn!(
+                "{ALLOWED_REPO_PREFIXES_VAR} is not set: every repository is denied and EnqueueTask will refuse all \
+                 tasks (REPO_NOT_ALLOWED). Set it to comma-separated prefixes, e.g. {ALLOWED_REPO_PREFIXES_VAR}=acme/"
+            );
+        }
+        tracing::info!(
+            backend = db::backend_name(&db),
+            trace_root = %traces.root().display(),
+            allowed_repo_prefixes = ?config.policy.allowed_repo_prefixes(),
+            "database migrated"
+        );
+        let dispatcher = Dispatcher::new(
+            db.clone(),
+            clock.clone(),
+            traces.clone(),
+            config.dispatch.clone(),
+        );
+        let state = Arc::new(AppState {
+            db,
+            clock,
+            policy: config.policy,
+            dispatcher,
+            traces,
+            default_max_attempts: config.default_max_attempts,
+            operator: Actor::new("human", config.operator_id),
+        });
+        Ok(Self {
+            state,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: health NOT_SERVING, no new leases, drain held leases (bounded by
+    /// the drain timeout), stop background loops, stop the transport.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let loops = CancellationToken::new();
+        let health_stop = CancellationToken::new();
+        let maintenance = spawn_maintenance(state.dispatcher.clone(), loops.clone());
+        let health_loop = spawn_health_loop(state.db.clone(), health.clone(), health_stop.clone());
+
+        let transport_stop = CancellationToken::new();
+        let local_addr = listener.local_addr()?;
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(TaskServiceServer::new(TaskServiceImpl::new(state.clone())))
+            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(
+                state.clone(),
+            )));
+        let stop = transport_stop.clone();
+        let mut transport = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+        });
+        tracing::info!(%local_addr, "serving");
+
+        tokio::select! {
+            _ = shutdown => {}
+            result = &mut transport => {
+                loops.cancel();
+                health_stop.cancel();
+                return result?.context("the gRPC transport stopped");
+            }
+        }
+
+        tracing::info!("shutting down: draining worker streams");
+        health_stop.cancel();
+        let _ = health_loop.await;
+        set_health(&health, ServingStatus::NotServing).await;
+        state.dispatcher.drain(self.drain_timeout).await;
+        loops.cancel();
+        let _ = maintenance.await;
+        transport_stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(10), transport).await {
+            Ok(result) => result?.context("the gRPC transport failed while stopping")?,
+            Err(_) => tracing::warn!("open connections did not close in time"),
+        }
+        state.db.clone().close().await.ok();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for service in SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// SERVING while the database answers, NOT_SERVING while it does not.
+fn spawn_health_loop(
+    db: DatabaseConnection,
+    health: HealthReporter,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut serving = true;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(HEALTH_CHECK_INTERVAL) => {}
+            }
+            let ok = db.ping().await.is_ok();
+            if ok != serving {
+                serving = ok;
+                if ok {
+                    tracing::info!("database answers again: SERVING");
+                    set_health(&health, ServingStatus::Serving).await;
+                } else {
+                    tracing::error!("database does not answer: NOT_SERVING");
+                    set_health(&health, ServingStatus::NotServing).await;
+                }
+            }
+        }
+    })
+}

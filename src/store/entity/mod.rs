@@ -1,0 +1,4 @@
+//! SeaORM entities, one module per table. Times are microseconds since the Unix epoch.
+
+pub mod audit_log;
+pub mod task;

@@ -1,0 +1,387 @@
+//! The worker daemon: connects to a server, pulls tasks over one PullTasks stream, runs each with a [`Handler`],
+//! streams its log, heartbeats its leases, and settles each task. It reconnects with backoff when the server goes
+//! away, and on shutdown stops taking work, lets running tasks finish within a grace period, then releases the
+//! rest by closing its stream.
+
+pub mod exec;
+pub mod handler;
+mod upload;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Code, Status,
+    transport::{Channel, Endpoint},
+};
+
+pub use exec::ExecHandler;
+pub use handler::{EchoHandler, Handler, LogSink, Outcome, TaskContext};
+
+use crate::{
+    json::json_to_struct,
+    pb::{self, pull_tasks_response::Event, worker_service_client::WorkerServiceClient},
+};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub server: String,
+    pub worker_id: String,
+    pub concurrency: usize,
+    /// Empty means every operation.
+    pub operations: Vec<String>,
+    pub shutdown_grace: Duration,
+}
+
+/// Heartbeat period until the server tells us its lease timeout.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+const SETTLE_ATTEMPTS: u32 = 6;
+
+/// `HOSTNAME-PID`, the default worker id.
+pub fn default_worker_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let host = if ok {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end])
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect()
+    } else {
+        String::new()
+    };
+    let host = if host.is_empty() {
+        "worker".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs until `shutdown` is cancelled, reconnecting whenever the server goes away.
+pub async fn run(
+    config: WorkerConfig,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let endpoint = Endpoint::from_shared(config.server.clone())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let mut delay = RECONNECT_MIN;
+    loop {
+        let outcome = session(&config, &endpoint, &handler, &shutdown).await;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        match outcome {
+            Ok(()) => {
+                delay = RECONNECT_MIN;
+                tracing::info!(server = %config.server, "the server closed the stream; reconnecting");
+            }
+            Err(status) => {
+                tracing::warn!(server = %config.server, error = %status, ?delay, "not connected; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(jittered(delay)) => {}
+        }
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+/// Leases this worker is running, and how to stop each.
+type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// One connection, until its stream ends. Ok means the stream was established (so the reconnect backoff resets).
+async fn session(
+    config: &WorkerConfig,
+    endpoint: &Endpoint,
+    handler: &Arc<dyn Handler>,
+    shutdown: &CancellationToken,
+) -> Result<(), Status> {
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let client = WorkerServiceClient::new(channel);
+    let request = pb::PullTasksRequest {
+        worker_id: config.worker_id.clone(),
+        operations: config.operations.clone(),
+        max_in_flight: i32::try_from(config.concurrency.max(1)).unwrap_or(i32::MAX),
+    };
+    let mut stream = client.clone().pull_tasks(request).await?.into_inner();
+    tracing::info!(server = %config.server, worker_id = %config.worker_id, concurrency = config.concurrency, "connected");
+
+    let running: Running = Arc::default();
+    let draining = Arc::new(AtomicBool::new(false));
+    let session_over = CancellationToken::new();
+    let heartbeat_every = Arc::new(Mutex::new(DEFAULT_HEARTBEAT));
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        config.worker_id.clone(),
+        running.clone(),
+        draining.clone(),
+        heartbeat_every.clone(),
+        session_over.clone(),
+    ));
+    let mut tasks = JoinSet::new();
+
+    let ended = loop {
+        tokio::select! {
+            message = stream.message() => match message {
+                Ok(Some(pb::PullTasksResponse { event: Some(Event::Assignment(assignment)) })) => {
+                    if let Some(timeout) = assignment.lease_timeout.and_then(|d| Duration::try_from(d).ok())
+                        && let Ok(mut every) = heartbeat_every.lock()
+                    {
+                        *every = (timeout / 3).max(Duration::from_millis(100));
+                    }
+                    let cancel = CancellationToken::new();
+                    if let Ok(mut running) = running.lock() {
+                        running.insert(assignment.lease_id.clone(), cancel.clone());
+                    }
+                    let job = run_task(client.clone(), handler.clone(), assignment, cancel, config.worker_id.clone());
+                    let running = running.clone();
+                    tasks.spawn(async move {
+                        let lease_id = job.await;
+                        if let Ok(mut running) = running.lock() {
+                            running.remove(&lease_id);
+                        }
+                    });
+                }
+                Ok(Some(pb::PullTasksResponse { event: Some(Event::Cancelled(cancelled)) })) => {
+                    tracing::info!(task_id = %cancelled.task_id, reason = %cancelled.reason, "lease withdrawn");
+                    stop_lease(&running, &cancelled.lease_id);
+                }
+                Ok(Some(pb::PullTasksResponse { event: Some(Event::Draining(_)) })) => {
+                    tracing::info!("the server is draining; finishing what we hold");
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = shutdown.cancelled() => {
+                draining.store(true, Ordering::SeqCst);
+                finish_running(&mut tasks, &running, config.shutdown_grace, &client, &config.worker_id).await;
+                break Ok(());
+            }
+        }
+    };
+
+    // Without the stream the server takes our leases back: stop whatever still runs.
+    session_over.cancel();
+    for cancel in running
+        .lock()
+        .map(|r| r.values().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        cancel.cancel();
+    }
+    drop(stream);
+    while tasks.join_next().await.is_some() {}
+    let _ = heartbeats.await;
+    // A stream that broke after it was established still counts as a connection.
+    if let Err(status) = ended {
+        tracing::warn!(%status, "the task stream broke");
+    }
+    Ok(())
+}
+
+fn stop_lease(running: &Running, lease_id: &str) {
+    if let Some(cancel) = running.lock().ok().and_then(|r| r.get(lease_id).cloned()) {
+        cancel.cancel();
+    }
+}
+
+/// On shutdown: tell the server to send nothing new, give running tasks the grace period, then stop the rest.
+async fn finish_running(
+    tasks: &mut JoinSet<()>,
+    running: &Running,
+    grace: Duration,
+    client: &WorkerServiceClient<Channel>,
+    worker_id: &str,
+) {
+    let held: Vec<String> = running
+        .lock()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default();
+    let request = pb::HeartbeatRequest {
+        worker_id: worker_id.to_owned(),
+        lease_ids: held,
+        draining: true,
+    };
+    if let Err(status) = client.clone().heartbeat(request).await {
+        tracing::warn!(%status, "could not tell the server we are draining");
+    }
+    tracing::info!(
+        running = tasks.len(),
+        ?grace,
+        "shutting down: letting running tasks finish"
+    );
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        tracing::warn!(
+            "grace period over: stopping the remaining tasks; the server will redeliver them"
+        );
+    }
+}
+
+async fn heartbeat_loop(
+    mut client: WorkerServiceClient<Channel>,
+    worker_id: String,
+    running: Running,
+    draining: Arc<AtomicBool>,
+    every: Arc<Mutex<Duration>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let period = every.lock().map(|d| *d).unwrap_or(DEFAULT_HEARTBEAT);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let lease_ids: Vec<String> = running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        if lease_ids.is_empty() {
+            continue;
+        }
+        let request = pb::HeartbeatRequest {
+            worker_id: worker_id.clone(),
+            lease_ids,
+            draining: draining.load(Ordering::SeqCst),
+        };
+        match client.heartbeat(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                for lease in response.lost.iter().chain(&response.cancelled) {
+                    tracing::warn!(lease_id = %lease, "lease no longer held; stopping its task");
+                    stop_lease(&running, lease);
+                }
+            }
+            Err(status) => tracing::warn!(%status, "heartbeat failed"),
+        }
+    }
+}
+
+/// Runs one task to its end and settles it; returns its lease id.
+async fn run_task(
+    client: WorkerServiceClient<Channel>,
+    handler: Arc<dyn Handler>,
+    assignment: pb::TaskAssignment,
+    cancel: CancellationToken,
+    worker_id: String,
+) -> String {
+    let lease_id = assignment.lease_id;
+    let Some(task) = assignment.task else {
+        return lease_id;
+    };
+    let task_id = task.id.clone();
+    let (log, lines) = LogSink::new();
+    let upload = tokio::spawn(upload::upload_log(client.clone(), lease_id.clone(), lines));
+    log.line(format!(
+        "[control-tower] task {task_id} attempt {} on worker {worker_id}",
+        assignment.attempt
+    ));
+    tracing::info!(task_id = %task_id, trace_id = %task.trace_id, attempt = assignment.attempt, "task started");
+
+    let ctx = TaskContext {
+        log: log.clone(),
+        cancelled: cancel.clone(),
+        worker_id,
+    };
+    let outcome = handler.handle(task, ctx).await;
+    match &outcome {
+        Outcome::Completed(_) => log.line("[control-tower] completed"),
+        Outcome::Failed { error, retryable } => log.line(format!(
+            "[control-tower] failed (retryable: {retryable}): {error}"
+        )),
+        Outcome::Cancelled => {}
+    }
+    drop(log);
+    match upload.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(status)) => {
+            tracing::warn!(task_id = %task_id, %status, "the log could not be stored")
+        }
+        Err(err) => tracing::warn!(task_id = %task_id, error = %err, "the log upload task failed"),
+    }
+
+    let result = match outcome {
+        Outcome::Cancelled => {
+            tracing::info!(task_id = %task_id, "task stopped");
+            return lease_id;
+        }
+        Outcome::Completed(result) => {
+            let request = pb::CompleteTaskRequest {
+                lease_id: lease_id.clone(),
+                result: Some(json_to_struct(&result)),
+            };
+            settle(|| {
+                let mut client = client.clone();
+                let request = request.clone();
+                async move { client.complete_task(request).await }
+            })
+            .await
+        }
+        Outcome::Failed { error, retryable } => {
+            let request = pb::FailTaskRequest {
+                lease_id: lease_id.clone(),
+                error,
+                retryable,
+            };
+            settle(|| {
+                let mut client = client.clone();
+                let request = request.clone();
+                async move { client.fail_task(request).await }
+            })
+            .await
+        }
+    };
+    match result {
+        Ok(task) => tracing::info!(task_id = %task_id, status = ?task.status(), "task settled"),
+        Err(status) => tracing::warn!(task_id = %task_id, %status, "the task could not be settled"),
+    }
+    lease_id
+}
+
+/// Calls a settle RPC, retrying while the server is unreachable. Repeating is safe: the server answers a repeated
+/// settlement of the same lease with the recorded task.
+async fn settle<F, Fut>(call: F) -> Result<pb::Task, Status>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<pb::Task>, Status>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=SETTLE_ATTEMPTS {
+        match call().await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if status.code() == Code::Unavailable && attempt < SETTLE_ATTEMPTS => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(status) => return Err(status),
+        }
+    }
+    Err(Status::unavailable("the server did not answer"))
+}
