@@ -1,0 +1,316 @@
+//! Test harness: a real server on 127.0.0.1:0 over a fresh database (a SQLite file, or a new PostgreSQL database
+//! when `TEST_DATABASE_URL` is set), with typed clients.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use control_tower::{
+    AppState, Server,
+    clock::{ManualClock, SharedClock, SystemClock},
+    config::ServerConfig,
+    pb::{
+        self, task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient,
+    },
+    spec::Policy,
+};
+use sea_orm::{ConnectionTrait, Database};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub type Tasks = TaskServiceClient<Channel>;
+pub type Workers = WorkerServiceClient<Channel>;
+
+/// The test database backend, chosen once per run by `TEST_DATABASE_URL`.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub trace_root: PathBuf,
+    pub database_url: String,
+    pub dir: TempDir,
+    stop: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    postgres_db: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Options {
+    /// Drive time by hand instead of the wall clock.
+    pub manual_clock: bool,
+    pub configure: Option<Box<dyn FnOnce(&mut ServerConfig) + Send>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn with_manual_clock() -> Self {
+        Self::start_with(Options {
+            manual_clock: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn configured(configure: impl FnOnce(&mut ServerConfig) + Send + 'static) -> Self {
+        Self::start_with(Options {
+            configure: Some(Box::new(configure)),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, postgres_db) = fresh_database(&dir).await;
+        let trace_root = dir.path().join("traces");
+        let mut config = ServerConfig::new(database_url.clone(), trace_root.clone());
+        config.policy = Policy::new(["acme/"]);
+        config.db_max_connections = 8;
+        config.drain_timeout = Duration::from_secs(2);
+        if let Some(configure) = options.configure {
+            configure(&mut config);
+        }
+        let manual_clock = options.manual_clock.then(|| Arc::new(ManualClock::new()));
+        let clock: SharedClock = match &manual_clock {
+            Some(clock) => clock.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let server = Server::build(config, clock).await.expect("server builds");
+        let state = server.state().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(server.run(listener, stop.clone().cancelled_owned()));
+        Self {
+            addr,
+            state,
+            manual_clock,
+            trace_root: trace_root.canonicalize().expect("trace root"),
+            database_url,
+            dir,
+            stop,
+            handle: Some(handle),
+            postgres_db,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn tasks(&self) -> Tasks {
+        TaskServiceClient::new(self.channel().await)
+    }
+
+    pub async fn workers(&self) -> Workers {
+        WorkerServiceClient::new(self.channel().await)
+    }
+
+    pub fn clock(&self) -> &ManualClock {
+        self.manual_clock
+            .as_deref()
+            .expect("started with a manual clock")
+    }
+
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.trace_root.join(task_id)
+    }
+
+    /// Graceful shutdown, then the database is dropped (PostgreSQL).
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+        if let (Some(admin), Some(db)) = (postgres_admin_url(), self.postgres_db.take()) {
+            drop_database(&admin, &db).await;
+        }
+    }
+
+    /// SQL straight to the database, around the API.
+    pub async fn sql(&self, sql: &str) -> Result<u64, sea_orm::DbErr> {
+        Ok(self.state.db.execute_unprepared(sql).await?.rows_affected())
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .state
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.state.db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("a count")
+    }
+}
+
+async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
+    match postgres_admin_url() {
+        None => (
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("control-tower.db").display()
+            ),
+            None,
+        ),
+        Some(admin) => {
+            let name = format!("ct_test_{}", uuid::Uuid::new_v4().simple());
+            let conn = Database::connect(&admin)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
+            conn.close().await.ok();
+            (with_database(&admin, &name), Some(name))
+        }
+    }
+}
+
+/// The same server URL with another database name.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let prefix = match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && !base[..i].ends_with('/') => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{name}?{q}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok(conn) = Database::connect(admin).await {
+        let _ = conn
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        conn.close().await.ok();
+    }
+}
+
+/// A valid spec for the allowed `acme/` namespace.
+pub fn spec(objective: &str) -> pb::TaskSpec {
+    pb::TaskSpec {
+        requested_by: Some(pb::Requester {
+            kind: "agent".into(),
+            id: "agent-7".into(),
+            label: String::new(),
+        }),
+        objective: objective.into(),
+        operation: "analysis".into(),
+        target: Some(pb::Target {
+            repo: "acme/widgets".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn request(spec: pb::TaskSpec) -> pb::EnqueueTaskRequest {
+    pb::EnqueueTaskRequest { spec: Some(spec) }
+}
+
+pub async fn enqueue(tasks: &mut Tasks, spec: pb::TaskSpec) -> pb::Task {
+    tasks
+        .enqueue_task(request(spec))
+        .await
+        .expect("enqueue")
+        .into_inner()
+        .task
+        .expect("task")
+}
+
+pub async fn get(tasks: &mut Tasks, id: &str) -> pb::Task {
+    tasks
+        .get_task(pb::GetTaskRequest { id: id.into() })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
+/// Waits for a task to reach `status`; a generous bound only, so a hang fails instead of blocking the suite.
+pub async fn wait_for_status(tasks: &mut Tasks, id: &str, status: pb::TaskStatus) -> pb::Task {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let task = get(tasks, id).await;
+        if task.status() == status {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {id} stuck in {:?}",
+            task.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Opens a PullTasks stream as a hand-driven worker.
+pub async fn pull(
+    workers: &mut Workers,
+    worker_id: &str,
+    max_in_flight: i32,
+) -> tonic::Streaming<pb::PullTasksResponse> {
+    workers
+        .pull_tasks(pb::PullTasksRequest {
+            worker_id: worker_id.into(),
+            operations: vec![],
+            max_in_flight,
+        })
+        .await
+        .expect("pull")
+        .into_inner()
+}
+
+/// The next assignment on a stream (skipping control messages), with a generous bound.
+pub async fn next_assignment(
+    stream: &mut tonic::Streaming<pb::PullTasksResponse>,
+) -> pb::TaskAssignment {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("an assignment in time")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(pb::pull_tasks_response::Event::Assignment(a)) = message.event {
+            return a;
+        }
+    }
+}
+
+pub fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Code {
+    result.expect_err("an error").code()
+}
+
+pub fn json_struct(value: serde_json::Value) -> prost_types::Struct {
+    control_tower::json::json_to_struct(&value)
+}
