@@ -3,10 +3,7 @@
 
 use std::{env, path::PathBuf};
 
-const PROTOS: &[&str] = &[
-    "proto/controltower/v1/tasks.proto",
-    "proto/controltower/v1/workers.proto",
-];
+const PROTOS: &[&str] = &["proto/controltower/v1/tasks.proto", "proto/controltower/v1/workers.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
@@ -18,14 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("controltower_descriptor.bin"))
-        .compile_with_config(
-            config,
-            PROTOS,
-            &[
-                "proto",
-                well_known.to_str().ok_or("non-UTF-8 protoc include path")?,
-            ],
-        )?;
+        .compile_with_config(config, PROTOS, &["proto", well_known.to_str().ok_or("non-UTF-8 protoc include path")?])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

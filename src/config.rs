@@ -12,11 +12,7 @@ use crate::{
 };
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "control-tower",
-    version,
-    about = "gRPC control plane for AI-assisted development operations"
-)]
+#[command(name = "control-tower", version, about = "gRPC control plane for AI-assisted development operations")]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "JCT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -130,10 +126,7 @@ impl From<&ServeArgs> for ServerConfig {
             dispatch: DispatchConfig {
                 lease_timeout: Duration::from_secs(args.lease_timeout_seconds.max(1)),
                 sweep_interval: Duration::from_secs(1),
-                backoff: Backoff {
-                    base: 1_000_000,
-                    max: 300_000_000,
-                },
+                backoff: Backoff { base: 1_000_000, max: 300_000_000 },
             },
             default_max_attempts: args.default_max_attempts.clamp(1, 100),
             drain_timeout: Duration::from_secs(args.drain_timeout_seconds),

@@ -12,10 +12,7 @@ use crate::{
 };
 
 pub fn timestamp(micros: Micros) -> Timestamp {
-    Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
-    }
+    Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 }
 }
 
 pub fn timestamp_opt(micros: Option<Micros>) -> Option<Timestamp> {
@@ -48,12 +45,7 @@ pub fn status_from_pb(status: pb::TaskStatus) -> Option<TaskStatus> {
 
 fn strings(list: &Json) -> Vec<String> {
     list.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|items| items.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -120,8 +112,7 @@ impl From<TaskRow> for pb::Task {
 }
 
 fn time_json(ts: &Option<Timestamp>) -> Json {
-    ts.as_ref()
-        .map_or(Json::Null, |t| Json::String(t.to_string()))
+    ts.as_ref().map_or(Json::Null, |t| Json::String(t.to_string()))
 }
 
 fn struct_json(s: &Option<prost_types::Struct>) -> Json {

@@ -21,10 +21,7 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
+        Self { field: field.into(), description: description.into() }
     }
 }
 
@@ -42,10 +39,7 @@ pub enum Error {
     Policy { code: &'static str, message: String },
     /// A stale lease, an illegal transition, an immutable object; `reason` is a stable code for programs.
     #[error("{message}")]
-    FailedPrecondition {
-        reason: &'static str,
-        message: String,
-    },
+    FailedPrecondition { reason: &'static str, message: String },
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
@@ -62,10 +56,7 @@ impl Error {
     }
 
     pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
-        Self::FailedPrecondition {
-            reason,
-            message: message.into(),
-        }
+        Self::FailedPrecondition { reason, message: message.into() }
     }
 
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
@@ -106,19 +97,13 @@ impl Error {
 }
 
 fn join_violations(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
 
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => {
-                Self::AlreadyExists("the object already exists".into())
-            }
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::AlreadyExists("the object already exists".into()),
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
                 Self::NotFound("a referenced object does not exist".into())
             }

@@ -11,12 +11,7 @@ use serde_json::{Map, Number, Value as Json};
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 pub fn struct_to_json(s: Struct) -> Json {
-    Json::Object(
-        s.fields
-            .into_iter()
-            .map(|(k, v)| (k, value_to_json(v)))
-            .collect(),
-    )
+    Json::Object(s.fields.into_iter().map(|(k, v)| (k, value_to_json(v))).collect())
 }
 
 pub fn value_to_json(v: Value) -> Json {
@@ -43,21 +38,12 @@ fn number_to_json(n: f64) -> Json {
 pub fn json_to_struct(j: &Json) -> Struct {
     match j {
         Json::Object(map) => object_to_struct(map),
-        other => Struct {
-            fields: [("value".to_owned(), json_to_value(other))]
-                .into_iter()
-                .collect(),
-        },
+        other => Struct { fields: [("value".to_owned(), json_to_value(other))].into_iter().collect() },
     }
 }
 
 fn object_to_struct(map: &Map<String, Json>) -> Struct {
-    Struct {
-        fields: map
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(v)))
-            .collect(),
-    }
+    Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
 }
 
 pub fn json_to_value(j: &Json) -> Value {
@@ -66,9 +52,7 @@ pub fn json_to_value(j: &Json) -> Value {
         Json::Bool(b) => Kind::BoolValue(*b),
         Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(json_to_value).collect(),
-        }),
+        Json::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() }),
         Json::Object(map) => Kind::StructValue(object_to_struct(map)),
     };
     Value { kind: Some(kind) }
@@ -81,8 +65,7 @@ mod tests {
 
     #[test]
     fn round_trips_nested_json_keeping_integers() {
-        let original =
-            json!({"n": 1, "x": 1.5, "s": "a", "b": true, "nil": null, "list": [1, {"k": [2]}]});
+        let original = json!({"n": 1, "x": 1.5, "s": "a", "b": true, "nil": null, "list": [1, {"k": [2]}]});
         let back = struct_to_json(json_to_struct(&original));
         assert_eq!(back, original);
     }

@@ -7,10 +7,7 @@ use clap::Parser;
 use control_tower::{
     Server,
     clock::SystemClock,
-    config::{
-        Cli, Command, DatabaseArgs, LogFormat, MigrateAction, MigrateArgs, ServeArgs, ServerConfig,
-        WorkerArgs,
-    },
+    config::{Cli, Command, DatabaseArgs, LogFormat, MigrateAction, MigrateArgs, ServeArgs, ServerConfig, WorkerArgs},
     shutdown,
     store::db,
     worker::{self, EchoHandler, ExecHandler, Handler, WorkerConfig},
@@ -30,18 +27,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
     }
 }
 
@@ -64,11 +54,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         server: args.server,
         worker_id: args.worker_id.unwrap_or_else(worker::default_worker_id),
         concurrency: args.concurrency.max(1),
-        operations: args
-            .operations
-            .into_iter()
-            .filter(|op| !op.is_empty())
-            .collect(),
+        operations: args.operations.into_iter().filter(|op| !op.is_empty()).collect(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
     };
     tracing::info!(worker_id = %config.worker_id, handler = if args.exec.is_some() { "exec" } else { "echo" }, "worker starting");
@@ -76,13 +62,8 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let DatabaseArgs {
-        database_url,
-        db_max_connections,
-    } = args.database;
-    let conn = db::connect(&database_url, db_max_connections)
-        .await
-        .context("could not connect to the database")?;
+    let DatabaseArgs { database_url, db_max_connections } = args.database;
+    let conn = db::connect(&database_url, db_max_connections).await.context("could not connect to the database")?;
     match args.action {
         MigrateAction::Up => Migrator::up(&conn, None).await?,
         MigrateAction::Down { steps } => Migrator::down(&conn, Some(steps)).await?,
@@ -90,11 +71,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         MigrateAction::Status => {}
     }
     for migration in Migrator::get_migration_with_status(&conn).await? {
-        println!(
-            "{:<10} {}",
-            format!("{:?}", migration.status()).to_lowercase(),
-            migration.name()
-        );
+        println!("{:<10} {}", format!("{:?}", migration.status()).to_lowercase(), migration.name());
     }
     Ok(())
 }

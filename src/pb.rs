@@ -5,5 +5,4 @@
 tonic::include_proto!("controltower.v1");
 
 /// Encoded `FileDescriptorSet` of every Control Tower proto and its imports.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    tonic::include_file_descriptor_set!("controltower_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("controltower_descriptor");

@@ -15,9 +15,7 @@ use crate::{
     clock::SharedClock,
     config::ServerConfig,
     dispatch::{Dispatcher, spawn_maintenance},
-    pb::{
-        self, task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
-    },
+    pb::{self, task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer},
     spec::{Policy, policy::ALLOWED_REPO_PREFIXES_VAR},
     store::{audit::Actor, db},
     trace::TraceStore,
@@ -36,10 +34,7 @@ pub struct AppState {
 }
 
 /// Services whose health is reported besides the server as a whole ("").
-const SERVICES: [&str; 2] = [
-    "controltower.v1.TaskService",
-    "controltower.v1.WorkerService",
-];
+const SERVICES: [&str; 2] = ["controltower.v1.TaskService", "controltower.v1.WorkerService"];
 /// How often the health loop checks that the database answers.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -54,16 +49,9 @@ impl Server {
         let db = db::connect(&config.database_url, config.db_max_connections)
             .await
             .context("could not connect to the database")?;
-        db::migrate_up(&db)
-            .await
-            .context("could not apply the database migrations")?;
-        let traces =
-            TraceStore::open(&config.trace_root, config.trace_limits).with_context(|| {
-                format!(
-                    "could not create the trace root {}",
-                    config.trace_root.display()
-                )
-            })?;
+        db::migrate_up(&db).await.context("could not apply the database migrations")?;
+        let traces = TraceStore::open(&config.trace_root, config.trace_limits)
+            .with_context(|| format!("could not create the trace root {}", config.trace_root.display()))?;
         if config.policy.allowed_repo_prefixes().is_empty() {
             tracing::warn!(
                 "{ALLOWED_REPO_PREFIXES_VAR} is not set: every repository is denied and EnqueueTask will refuse all \
@@ -76,12 +64,7 @@ impl Server {
             allowed_repo_prefixes = ?config.policy.allowed_repo_prefixes(),
             "database migrated"
         );
-        let dispatcher = Dispatcher::new(
-            db.clone(),
-            clock.clone(),
-            traces.clone(),
-            config.dispatch.clone(),
-        );
+        let dispatcher = Dispatcher::new(db.clone(), clock.clone(), traces.clone(), config.dispatch.clone());
         let state = Arc::new(AppState {
             db,
             clock,
@@ -91,10 +74,7 @@ impl Server {
             default_max_attempts: config.default_max_attempts,
             operator: Actor::new("human", config.operator_id),
         });
-        Ok(Self {
-            state,
-            drain_timeout: config.drain_timeout,
-        })
+        Ok(Self { state, drain_timeout: config.drain_timeout })
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -103,11 +83,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then: health NOT_SERVING, no new leases, drain held leases (bounded by
     /// the drain timeout), stop background loops, stop the transport.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let state = self.state;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
@@ -136,17 +112,10 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(TaskServiceServer::new(TaskServiceImpl::new(state.clone())))
-            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(
-                state.clone(),
-            )));
+            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(state.clone())));
         let stop = transport_stop.clone();
         let mut transport = tokio::spawn(async move {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    stop.cancelled_owned(),
-                )
-                .await
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()).await
         });
         tracing::info!(%local_addr, "serving");
 

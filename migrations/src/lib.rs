@@ -13,9 +13,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261120_000001_create_tasks::Migration),
-            Box::new(m20261120_000002_create_audit_log::Migration),
-        ]
+        vec![Box::new(m20261120_000001_create_tasks::Migration), Box::new(m20261120_000002_create_audit_log::Migration)]
     }
 }

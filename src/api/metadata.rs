@@ -12,14 +12,8 @@ pub fn trace_id(metadata: &MetadataMap) -> Result<Option<String>> {
     let Some(value) = metadata.get(TRACE_ID_HEADER) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| Error::invalid(TRACE_ID_HEADER, "must be printable ASCII"))?
-        .trim();
-    if value.is_empty()
-        || value.len() > MAX_TRACE_ID_CHARS
-        || !value.chars().all(|c| c.is_ascii_graphic())
-    {
+    let value = value.to_str().map_err(|_| Error::invalid(TRACE_ID_HEADER, "must be printable ASCII"))?.trim();
+    if value.is_empty() || value.len() > MAX_TRACE_ID_CHARS || !value.chars().all(|c| c.is_ascii_graphic()) {
         return Err(Error::invalid(
             TRACE_ID_HEADER,
             format!("must be 1-{MAX_TRACE_ID_CHARS} printable ASCII characters without spaces"),

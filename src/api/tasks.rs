@@ -37,32 +37,20 @@ impl TaskServiceImpl {
     }
 
     fn context(&self, trace_id: String) -> EnqueueContext {
-        EnqueueContext {
-            trace_id,
-            default_max_attempts: self.state.default_max_attempts,
-        }
+        EnqueueContext { trace_id, default_max_attempts: self.state.default_max_attempts }
     }
 
-    async fn enqueue(
-        &self,
-        request: Request<pb::EnqueueTaskRequest>,
-    ) -> Result<Response<pb::EnqueueTaskResponse>> {
-        let trace_id =
-            metadata::trace_id(request.metadata())?.unwrap_or_else(metadata::new_trace_id);
+    async fn enqueue(&self, request: Request<pb::EnqueueTaskRequest>) -> Result<Response<pb::EnqueueTaskResponse>> {
+        let trace_id = metadata::trace_id(request.metadata())?.unwrap_or_else(metadata::new_trace_id);
         let new_task = self.admit(request.into_inner().spec)?;
         let now = self.state.clock.now();
-        let enqueued =
-            tasks::enqueue(&self.state.db, now, new_task, &self.context(trace_id)).await?;
+        let enqueued = tasks::enqueue(&self.state.db, now, new_task, &self.context(trace_id)).await?;
         if enqueued.created {
-            self.state
-                .dispatcher
-                .work_available(enqueued.task.run_after);
+            self.state.dispatcher.work_available(enqueued.task.run_after);
         }
         tracing::info!(task_id = %enqueued.task.id, trace_id = %enqueued.task.trace_id, created = enqueued.created, "enqueue");
-        let mut response = Response::new(pb::EnqueueTaskResponse {
-            created: enqueued.created,
-            task: Some(enqueued.task.into()),
-        });
+        let mut response =
+            Response::new(pb::EnqueueTaskResponse { created: enqueued.created, task: Some(enqueued.task.into()) });
         if let Some(task) = &response.get_ref().task {
             let trace_id = task.trace_id.clone();
             metadata::set_trace_id(response.metadata_mut(), &trace_id);
@@ -70,31 +58,22 @@ impl TaskServiceImpl {
         Ok(response)
     }
 
-    async fn enqueue_batch(
-        &self,
-        request: Request<pb::EnqueueTasksRequest>,
-    ) -> Result<pb::EnqueueTasksResponse> {
+    async fn enqueue_batch(&self, request: Request<pb::EnqueueTasksRequest>) -> Result<pb::EnqueueTasksResponse> {
         let shared_trace_id = metadata::trace_id(request.metadata())?;
         let requests = request.into_inner().requests;
         if requests.len() > MAX_BATCH {
             return Err(Error::invalid(
                 "requests",
-                format!(
-                    "must hold at most {MAX_BATCH} items, got {}",
-                    requests.len()
-                ),
+                format!("must hold at most {MAX_BATCH} items, got {}", requests.len()),
             ));
         }
         // Each item is admitted on its own; the admitted ones are written together.
-        let mut outcomes: Vec<std::result::Result<usize, Error>> =
-            Vec::with_capacity(requests.len());
+        let mut outcomes: Vec<std::result::Result<usize, Error>> = Vec::with_capacity(requests.len());
         let mut admitted = Vec::new();
         for item in requests {
             match self.admit(item.spec) {
                 Ok(task) => {
-                    let trace_id = shared_trace_id
-                        .clone()
-                        .unwrap_or_else(metadata::new_trace_id);
+                    let trace_id = shared_trace_id.clone().unwrap_or_else(metadata::new_trace_id);
                     outcomes.push(Ok(admitted.len()));
                     admitted.push((task, self.context(trace_id)));
                 }
@@ -103,12 +82,7 @@ impl TaskServiceImpl {
         }
         let now = self.state.clock.now();
         let enqueued = tasks::enqueue_many(&self.state.db, now, admitted).await?;
-        if let Some(earliest) = enqueued
-            .iter()
-            .filter(|e| e.created)
-            .map(|e| e.task.run_after)
-            .min()
-        {
+        if let Some(earliest) = enqueued.iter().filter(|e| e.created).map(|e| e.task.run_after).min() {
             self.state.dispatcher.work_available(earliest);
         }
         let mut enqueued: Vec<Option<tasks::Enqueued>> = enqueued.into_iter().map(Some).collect();
@@ -125,9 +99,7 @@ impl TaskServiceImpl {
                     }
                     Err(err) => pb::enqueue_task_result::Outcome::Error(item_error(err)),
                 };
-                pb::EnqueueTaskResult {
-                    outcome: Some(outcome),
-                }
+                pb::EnqueueTaskResult { outcome: Some(outcome) }
             })
             .collect();
         Ok(pb::EnqueueTasksResponse { results })
@@ -136,20 +108,13 @@ impl TaskServiceImpl {
     async fn list(&self, request: pb::ListTasksRequest) -> Result<pb::ListTasksResponse> {
         let page_size = match request.page_size {
             n if n < 0 => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("must not be negative, got {n}"),
-                ));
+                return Err(Error::invalid("page_size", format!("must not be negative, got {n}")));
             }
             0 => DEFAULT_PAGE_SIZE,
             n => (n as u64).min(MAX_PAGE_SIZE),
         };
-        let status = pb::TaskStatus::try_from(request.status).map_err(|_| {
-            Error::invalid(
-                "status",
-                format!("unknown TaskStatus value {}", request.status),
-            )
-        })?;
+        let status = pb::TaskStatus::try_from(request.status)
+            .map_err(|_| Error::invalid("status", format!("unknown TaskStatus value {}", request.status)))?;
         let non_empty = |s: String| (!s.is_empty()).then_some(s);
         let filter = TaskFilter {
             status: status_from_pb(status),
@@ -162,20 +127,14 @@ impl TaskServiceImpl {
             "" => None,
             token => Some(PageToken::decode(token, &filter)?),
         };
-        let mut rows =
-            tasks::list(&self.state.db, &filter, after.as_deref(), page_size + 1).await?;
+        let mut rows = tasks::list(&self.state.db, &filter, after.as_deref(), page_size + 1).await?;
         let next_page_token = if rows.len() as u64 > page_size {
             rows.truncate(page_size as usize);
-            rows.last()
-                .map(|last| PageToken::encode(&last.id, &filter))
-                .unwrap_or_default()
+            rows.last().map(|last| PageToken::encode(&last.id, &filter)).unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(pb::ListTasksResponse {
-            tasks: rows.iter().map(pb::Task::from).collect(),
-            next_page_token,
-        })
+        Ok(pb::ListTasksResponse { tasks: rows.iter().map(pb::Task::from).collect(), next_page_token })
     }
 
     async fn cancel(&self, request: pb::CancelTaskRequest) -> Result<pb::Task> {
@@ -184,14 +143,8 @@ impl TaskServiceImpl {
             return Err(Error::invalid("reason", "must be at most 1000 characters"));
         }
         let state = &self.state;
-        let cancelled = tasks::cancel(
-            &state.db,
-            state.clock.now(),
-            &id,
-            &request.reason,
-            state.operator.clone(),
-        )
-        .await?;
+        let cancelled =
+            tasks::cancel(&state.db, state.clock.now(), &id, &request.reason, state.operator.clone()).await?;
         if let Some(lease_id) = &cancelled.interrupted_lease {
             let reason = match request.reason.as_str() {
                 "" => "task cancelled".to_owned(),
@@ -209,10 +162,7 @@ pub fn item_error(err: Error) -> pb::ItemError {
     let field_violations = match &err {
         Error::InvalidArgument(violations) => violations
             .iter()
-            .map(|v| pb::FieldViolation {
-                field: v.field.clone(),
-                description: v.description.clone(),
-            })
+            .map(|v| pb::FieldViolation { field: v.field.clone(), description: v.description.clone() })
             .collect(),
         _ => Vec::new(),
     };
@@ -234,10 +184,7 @@ struct PageToken {
 
 impl PageToken {
     fn encode(after: &str, filter: &TaskFilter) -> String {
-        let token = PageToken {
-            after: after.to_owned(),
-            filter: filter.clone(),
-        };
+        let token = PageToken { after: after.to_owned(), filter: filter.clone() };
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
     }
 
@@ -246,10 +193,7 @@ impl PageToken {
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
         let token: PageToken = serde_json::from_slice(&bytes).map_err(|_| bad())?;
         if token.filter != *filter {
-            return Err(Error::invalid(
-                "page_token",
-                "was issued for different filters; repeat the same filters",
-            ));
+            return Err(Error::invalid("page_token", "was issued for different filters; repeat the same filters"));
         }
         Ok(token.after)
     }
@@ -274,10 +218,7 @@ impl TaskService for TaskServiceImpl {
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().id))]
-    async fn get_task(
-        &self,
-        request: Request<pb::GetTaskRequest>,
-    ) -> Result<Response<pb::Task>, Status> {
+    async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> Result<Response<pb::Task>, Status> {
         let id = parse_task_id("id", &request.get_ref().id)?;
         let task = tasks::get(&self.state.db, &id).await?;
         Ok(Response::new(task.into()))
@@ -292,10 +233,7 @@ impl TaskService for TaskServiceImpl {
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().id))]
-    async fn cancel_task(
-        &self,
-        request: Request<pb::CancelTaskRequest>,
-    ) -> Result<Response<pb::Task>, Status> {
+    async fn cancel_task(&self, request: Request<pb::CancelTaskRequest>) -> Result<Response<pb::Task>, Status> {
         Ok(Response::new(self.cancel(request.into_inner()).await?))
     }
 }

@@ -37,12 +37,9 @@ impl WorkerServiceImpl {
 
     async fn complete(&self, request: pb::CompleteTaskRequest) -> Result<pb::Task> {
         require_lease(&request.lease_id)?;
-        let result = request
-            .result
-            .map_or_else(|| serde_json::json!({}), struct_to_json);
+        let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
         let state = &self.state;
-        let settled =
-            tasks::complete(&state.db, state.clock.now(), &request.lease_id, result).await?;
+        let settled = tasks::complete(&state.db, state.clock.now(), &request.lease_id, result).await?;
         if settled.recorded {
             tracing::info!(task_id = %settled.task.id, trace_id = %settled.task.trace_id, "task completed");
             state.dispatcher.lease_ended(&request.lease_id);
@@ -59,15 +56,8 @@ impl WorkerServiceImpl {
         let error: String = request.error.chars().take(MAX_ERROR_CHARS).collect();
         let state = &self.state;
         let backoff = state.dispatcher.config().backoff;
-        let settled = tasks::fail(
-            &state.db,
-            state.clock.now(),
-            &request.lease_id,
-            &error,
-            request.retryable,
-            backoff,
-        )
-        .await?;
+        let settled =
+            tasks::fail(&state.db, state.clock.now(), &request.lease_id, &error, request.retryable, backoff).await?;
         if settled.recorded {
             let task = &settled.task;
             tracing::info!(task_id = %task.id, trace_id = %task.trace_id, status = task.status.as_str(), "task failed");
@@ -84,24 +74,15 @@ impl WorkerServiceImpl {
     async fn heartbeat(&self, request: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse> {
         validate_worker_id(&request.worker_id)?;
         if request.lease_ids.len() > MAX_LEASES_PER_HEARTBEAT {
-            return Err(Error::invalid(
-                "lease_ids",
-                format!("must hold at most {MAX_LEASES_PER_HEARTBEAT} leases"),
-            ));
+            return Err(Error::invalid("lease_ids", format!("must hold at most {MAX_LEASES_PER_HEARTBEAT} leases")));
         }
         let state = &self.state;
         if request.draining {
             state.dispatcher.worker_draining(&request.worker_id);
         }
         let timeout = state.dispatcher.lease_timeout_micros();
-        let report = tasks::extend_leases(
-            &state.db,
-            state.clock.now(),
-            &request.worker_id,
-            &request.lease_ids,
-            timeout,
-        )
-        .await?;
+        let report =
+            tasks::extend_leases(&state.db, state.clock.now(), &request.worker_id, &request.lease_ids, timeout).await?;
         for lease in report.lost.iter().chain(&report.cancelled) {
             state.dispatcher.lease_ended(lease);
         }
@@ -114,10 +95,7 @@ impl WorkerServiceImpl {
     }
 
     /// Transport errors of the upload (a client gone, an oversized message) keep their own status.
-    async fn push_trace(
-        &self,
-        mut chunks: Streaming<pb::TraceChunk>,
-    ) -> Result<pb::PushTraceResponse, Status> {
+    async fn push_trace(&self, mut chunks: Streaming<pb::TraceChunk>) -> Result<pb::PushTraceResponse, Status> {
         let mut writer = self.state.traces.writer();
         // lease id -> (task id, when the lease was last confirmed)
         let mut leases: HashMap<String, (String, Instant)> = HashMap::new();
@@ -131,16 +109,10 @@ impl WorkerServiceImpl {
                 }
             };
             validate_file_name(&chunk.file)?;
-            writer
-                .write(&task_id, &chunk.file, chunk.offset, chunk.data, chunk.eof)
-                .await?;
+            writer.write(&task_id, &chunk.file, chunk.offset, chunk.data, chunk.eof).await?;
         }
         let summary = writer.finish().await?;
-        tracing::debug!(
-            bytes_written = summary.bytes_written,
-            bytes_skipped = summary.bytes_skipped,
-            "trace upload"
-        );
+        tracing::debug!(bytes_written = summary.bytes_written, bytes_skipped = summary.bytes_skipped, "trace upload");
         Ok(pb::PushTraceResponse {
             files: summary
                 .files
@@ -159,9 +131,7 @@ impl WorkerServiceImpl {
             Some(task) => Ok(task.id),
             None => Err(Error::precondition(
                 "LEASE_NOT_HELD",
-                format!(
-                    "lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"
-                ),
+                format!("lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"),
             )),
         }
     }
@@ -177,46 +147,27 @@ fn require_lease(lease_id: &str) -> Result<()> {
 fn validate_worker_id(worker_id: &str) -> Result<()> {
     let len = worker_id.chars().count();
     if !(1..=128).contains(&len) {
-        return Err(Error::invalid(
-            "worker_id",
-            format!("must be 1-128 characters, got {len}"),
-        ));
+        return Err(Error::invalid("worker_id", format!("must be 1-128 characters, got {len}")));
     }
-    if !worker_id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'))
-    {
-        return Err(Error::invalid(
-            "worker_id",
-            "may only use letters, digits, '.', '_', ':', '@' and '-'",
-        ));
+    if !worker_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')) {
+        return Err(Error::invalid("worker_id", "may only use letters, digits, '.', '_', ':', '@' and '-'"));
     }
     Ok(())
 }
 
 fn pull_options(request: pb::PullTasksRequest) -> Result<PullOptions> {
     validate_worker_id(&request.worker_id)?;
-    if let Some(bad) = request
-        .operations
-        .iter()
-        .find(|op| !OPERATIONS.contains(&op.as_str()))
-    {
+    if let Some(bad) = request.operations.iter().find(|op| !OPERATIONS.contains(&op.as_str())) {
         return Err(Error::invalid(
             "operations",
-            format!(
-                "unknown operation {bad:?}; known operations: {}",
-                OPERATIONS.join(", ")
-            ),
+            format!("unknown operation {bad:?}; known operations: {}", OPERATIONS.join(", ")),
         ));
     }
     let max_in_flight = match request.max_in_flight {
         0 => 1,
         n if (1..=MAX_IN_FLIGHT).contains(&n) => n,
         n => {
-            return Err(Error::invalid(
-                "max_in_flight",
-                format!("must be 1-{MAX_IN_FLIGHT}, got {n}"),
-            ));
+            return Err(Error::invalid("max_in_flight", format!("must be 1-{MAX_IN_FLIGHT}, got {n}")));
         }
     };
     Ok(PullOptions {
@@ -248,18 +199,12 @@ impl WorkerService for WorkerServiceImpl {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn complete_task(
-        &self,
-        request: Request<pb::CompleteTaskRequest>,
-    ) -> Result<Response<pb::Task>, Status> {
+    async fn complete_task(&self, request: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::Task>, Status> {
         Ok(Response::new(self.complete(request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn fail_task(
-        &self,
-        request: Request<pb::FailTaskRequest>,
-    ) -> Result<Response<pb::Task>, Status> {
+    async fn fail_task(&self, request: Request<pb::FailTaskRequest>) -> Result<Response<pb::Task>, Status> {
         Ok(Response::new(self.fail(request.into_inner()).await?))
     }
 
@@ -268,8 +213,6 @@ impl WorkerService for WorkerServiceImpl {
         &self,
         request: Request<Streaming<pb::TraceChunk>>,
     ) -> Result<Response<pb::PushTraceResponse>, Status> {
-        self.push_trace(request.into_inner())
-            .await
-            .map(Response::new)
+        self.push_trace(request.into_inner()).await.map(Response::new)
     }
 }

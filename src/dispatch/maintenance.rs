@@ -12,10 +12,7 @@ use crate::{
     store::tasks::{self, LeaseLoss},
 };
 
-pub fn spawn_maintenance(
-    dispatcher: Arc<Dispatcher>,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+pub fn spawn_maintenance(dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
         let sweep_interval = dispatcher.config.sweep_interval;
         let mut next_sweep = tokio::time::Instant::now() + sweep_interval;
@@ -54,11 +51,7 @@ impl Dispatcher {
         for task in &changed {
             tracing::warn!(task_id = %task.id, worker_id = ?task.worker_id, status = task.status.as_str(), "lease expired");
             if let Some(lease_id) = &task.lease_id {
-                self.lease_withdrawn(
-                    lease_id,
-                    &task.id,
-                    "lease expired: no heartbeat before the deadline",
-                );
+                self.lease_withdrawn(lease_id, &task.id, "lease expired: no heartbeat before the deadline");
             }
         }
         if !changed.is_empty() {

@@ -49,10 +49,7 @@ impl Default for DispatchConfig {
         Self {
             lease_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
-            backoff: Backoff {
-                base: 1_000_000,
-                max: 300_000_000,
-            },
+            backoff: Backoff { base: 1_000_000, max: 300_000_000 },
         }
     }
 }
@@ -107,12 +104,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(
-        db: DatabaseConnection,
-        clock: SharedClock,
-        traces: TraceStore,
-        config: DispatchConfig,
-    ) -> Arc<Self> {
+    pub fn new(db: DatabaseConnection, clock: SharedClock, traces: TraceStore, config: DispatchConfig) -> Arc<Self> {
         Arc::new(Self {
             db,
             clock,
@@ -178,20 +170,14 @@ impl Dispatcher {
     /// A lease was withdrawn from its worker (task cancelled, lease expired): tell the worker over its stream, then
     /// free the slot. If the stream's buffer is full the worker still learns it at its next heartbeat.
     pub fn lease_withdrawn(&self, lease_id: &str, task_id: &str, reason: &str) {
-        let entry = self
-            .leases
-            .lock()
-            .ok()
-            .and_then(|l| l.get(lease_id).cloned());
+        let entry = self.leases.lock().ok().and_then(|l| l.get(lease_id).cloned());
         if let Some(entry) = entry {
             let message = pb::PullTasksResponse {
-                event: Some(pb::pull_tasks_response::Event::Cancelled(
-                    pb::LeaseCancelled {
-                        lease_id: lease_id.to_owned(),
-                        task_id: task_id.to_owned(),
-                        reason: reason.to_owned(),
-                    },
-                )),
+                event: Some(pb::pull_tasks_response::Event::Cancelled(pb::LeaseCancelled {
+                    lease_id: lease_id.to_owned(),
+                    task_id: task_id.to_owned(),
+                    reason: reason.to_owned(),
+                })),
             };
             let _ = entry.outbox.try_send(Ok(message));
         }
@@ -203,22 +189,14 @@ impl Dispatcher {
         if !task.status.is_terminal() || task.attempt == 0 {
             return;
         }
-        if let Err(err) = self
-            .traces
-            .write_output(&task.id, &output_document(task))
-            .await
-        {
+        if let Err(err) = self.traces.write_output(&task.id, &output_document(task)).await {
             tracing::error!(task_id = %task.id, error = %err, "could not write output.json");
         }
     }
 
     /// The worker is shutting down: stop granting leases to its streams.
     pub fn worker_draining(&self, worker_id: &str) {
-        let streams: Vec<_> = self
-            .streams
-            .lock()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default();
+        let streams: Vec<_> = self.streams.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
         for entry in streams.iter().filter(|e| e.worker_id == worker_id) {
             entry.worker_draining.store(true, Ordering::SeqCst);
             entry.slot_freed.notify_one();
@@ -236,10 +214,7 @@ impl Dispatcher {
                 break;
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                tracing::warn!(
-                    leases = self.lease_count(),
-                    "drain timed out; releasing the leases still held"
-                );
+                tracing::warn!(leases = self.lease_count(), "drain timed out; releasing the leases still held");
                 break;
             }
         }
@@ -280,11 +255,7 @@ impl Dispatcher {
         if let Ok(mut streams) = self.streams.lock() {
             streams.remove(&entry.id);
         }
-        let held: Vec<String> = entry
-            .held
-            .lock()
-            .map(|mut h| h.drain().collect())
-            .unwrap_or_default();
+        let held: Vec<String> = entry.held.lock().map(|mut h| h.drain().collect()).unwrap_or_default();
         if let Ok(mut leases) = self.leases.lock() {
             for lease in &held {
                 leases.remove(lease);

@@ -31,9 +31,7 @@ pub type TaskStream = ReceiverStream<Result<pb::PullTasksResponse, Status>>;
 /// Opens a stream for a worker; refused while the server shuts down.
 pub fn open_stream(dispatcher: &Arc<Dispatcher>, options: PullOptions) -> Result<TaskStream> {
     if dispatcher.phase() != Phase::Serving {
-        return Err(Error::Unavailable(
-            "the server is shutting down; connect to another server".into(),
-        ));
+        return Err(Error::Unavailable("the server is shutting down; connect to another server".into()));
     }
     let (outbox, inbox) = mpsc::channel(options.max_in_flight + CONTROL_BUFFER);
     let entry = dispatcher.register_stream(&options.worker_id, outbox.clone());
@@ -49,12 +47,7 @@ enum Claimed {
     WorkerGone,
 }
 
-async fn run(
-    dispatcher: Arc<Dispatcher>,
-    entry: Arc<StreamEntry>,
-    outbox: Outbox,
-    options: PullOptions,
-) {
+async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbox, options: PullOptions) {
     let mut work = dispatcher.work.subscribe();
     let mut phase = dispatcher.phase.subscribe();
     let mut drain_announced = false;
@@ -67,17 +60,10 @@ async fn run(
         }
         if current == Phase::Draining && !drain_announced {
             drain_announced = true;
-            let draining = pb::ServerDraining {
-                reason: "the server is shutting down".into(),
-            };
-            let _ = outbox.try_send(Ok(pb::PullTasksResponse {
-                event: Some(Event::Draining(draining)),
-            }));
+            let draining = pb::ServerDraining { reason: "the server is shutting down".into() };
+            let _ = outbox.try_send(Ok(pb::PullTasksResponse { event: Some(Event::Draining(draining)) }));
         }
-        let accepting = current == Phase::Serving
-            && !entry
-                .worker_draining
-                .load(std::sync::atomic::Ordering::SeqCst);
+        let accepting = current == Phase::Serving && !entry.worker_draining.load(std::sync::atomic::Ordering::SeqCst);
         let free = options.max_in_flight.saturating_sub(entry.held_count());
         let wants_work = accepting && free > 0;
         if wants_work {
@@ -149,15 +135,10 @@ async fn claim_and_push(
             dispatcher.hold(entry, lease_id);
         }
     }
-    let lease_timeout =
-        prost_types::Duration::try_from(dispatcher.config.lease_timeout).unwrap_or_default();
+    let lease_timeout = prost_types::Duration::try_from(dispatcher.config.lease_timeout).unwrap_or_default();
     for row in &claimed {
         let task = pb::Task::from(row);
-        if let Err(err) = dispatcher
-            .traces
-            .begin_attempt(&row.id, row.attempt, &task_document(&task))
-            .await
-        {
+        if let Err(err) = dispatcher.traces.begin_attempt(&row.id, row.attempt, &task_document(&task)).await {
             tracing::error!(task_id = %row.id, error = %err, "could not prepare the trace folder");
         }
         let assignment = pb::TaskAssignment {
@@ -168,9 +149,7 @@ async fn claim_and_push(
             lease_timeout: Some(lease_timeout),
         };
         tracing::debug!(task_id = %row.id, worker_id = %options.worker_id, attempt = row.attempt, "task leased");
-        let message = pb::PullTasksResponse {
-            event: Some(Event::Assignment(assignment)),
-        };
+        let message = pb::PullTasksResponse { event: Some(Event::Assignment(assignment)) };
         if outbox.send(Ok(message)).await.is_err() {
             return Ok(Claimed::WorkerGone);
         }

@@ -62,16 +62,9 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
     };
     let mut v = Violations::default();
 
-    let version = if spec.version.is_empty() {
-        SPEC_VERSION.to_owned()
-    } else {
-        spec.version
-    };
+    let version = if spec.version.is_empty() { SPEC_VERSION.to_owned() } else { spec.version };
     if version != SPEC_VERSION {
-        v.push(
-            "version",
-            format!("must be \"{SPEC_VERSION}\", got \"{version}\""),
-        );
+        v.push("version", format!("must be \"{SPEC_VERSION}\", got \"{version}\""));
     }
 
     let idempotency_key = non_empty(spec.idempotency_key);
@@ -83,11 +76,7 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
     if !REQUESTER_KINDS.contains(&requested_by.kind.as_str()) {
         v.push(
             "requested_by.kind",
-            format!(
-                "must be one of {}, got \"{}\"",
-                REQUESTER_KINDS.join(", "),
-                requested_by.kind
-            ),
+            format!("must be one of {}, got \"{}\"", REQUESTER_KINDS.join(", "), requested_by.kind),
         );
     }
     v.length("requested_by.id", &requested_by.id, 1, 128);
@@ -100,60 +89,36 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
     let objective = spec.objective.trim().to_owned();
     v.length("objective", &objective, 5, 4000);
 
-    let operation = if spec.operation.is_empty() {
-        spec.r#type
-    } else {
-        spec.operation
-    };
+    let operation = if spec.operation.is_empty() { spec.r#type } else { spec.operation };
     if operation.is_empty() {
-        v.push(
-            "operation",
-            format!("is required (one of {})", OPERATIONS.join(", ")),
-        );
+        v.push("operation", format!("is required (one of {})", OPERATIONS.join(", ")));
     }
 
     let target = spec.target.unwrap_or_default();
-    let raw_repo = if target.repo.is_empty() {
-        target.repository
-    } else {
-        target.repo
-    };
+    let raw_repo = if target.repo.is_empty() { target.repository } else { target.repo };
     let target_repo = normalise_repo(&raw_repo);
     if raw_repo.is_empty() {
         v.push("target.repo", "is required (\"owner/name\")");
     } else {
         v.length("target.repo", &raw_repo, 1, 256);
         if target_repo.is_empty() {
-            v.push(
-                "target.repo",
-                format!("is empty once normalised, got \"{raw_repo}\""),
-            );
+            v.push("target.repo", format!("is empty once normalised, got \"{raw_repo}\""));
         }
     }
-    let target_ref = if target.r#ref.is_empty() {
-        DEFAULT_REF.to_owned()
-    } else {
-        target.r#ref
-    };
+    let target_ref = if target.r#ref.is_empty() { DEFAULT_REF.to_owned() } else { target.r#ref };
     v.length("target.ref", &target_ref, 1, 256);
     v.length("target.path", &target.path, 0, 512);
 
     let constraints = spec.constraints.unwrap_or_default();
 
     if !PRIORITY_RANGE.contains(&spec.priority) {
-        v.push(
-            "priority",
-            format!("must be between -1000 and 1000, got {}", spec.priority),
-        );
+        v.push("priority", format!("must be between -1000 and 1000, got {}", spec.priority));
     }
     let max_attempts = match spec.max_attempts {
         0 => None,
         n if MAX_ATTEMPTS_RANGE.contains(&n) => Some(n),
         n => {
-            v.push(
-                "max_attempts",
-                format!("must be between 1 and 100 (or 0 for the server default), got {n}"),
-            );
+            v.push("max_attempts", format!("must be between 1 and 100 (or 0 for the server default), got {n}"));
             None
         }
     };
@@ -162,10 +127,7 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
         Some(ts) => match timestamp_micros(&ts) {
             Some(at) => Some(at),
             None => {
-                v.push(
-                    "run_after",
-                    "must be a valid timestamp between years 1 and 9999",
-                );
+                v.push("run_after", "must be a valid timestamp between years 1 and 9999");
                 None
             }
         },
@@ -183,15 +145,10 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
         target_repo,
         target_ref,
         target_path: target.path,
-        time_budget_seconds: constraints
-            .time_budget_seconds
-            .unwrap_or(DEFAULT_TIME_BUDGET_SECONDS),
+        time_budget_seconds: constraints.time_budget_seconds.unwrap_or(DEFAULT_TIME_BUDGET_SECONDS),
         allow_network: constraints.allow_network,
         allow_secrets: constraints.allow_secrets,
-        inputs: spec
-            .inputs
-            .or(spec.payload)
-            .map_or_else(empty_object, struct_to_json),
+        inputs: spec.inputs.or(spec.payload).map_or_else(empty_object, struct_to_json),
         metadata: spec.metadata.map_or_else(empty_object, struct_to_json),
         acceptance_criteria: spec.acceptance_criteria,
         evidence_requirements: spec.evidence_requirements,
@@ -204,10 +161,7 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
 /// Trimmed, trailing ".git" removed, lower-cased: the form stored, compared against prefixes and listed by.
 pub fn normalise_repo(repo: &str) -> String {
     let trimmed = repo.trim();
-    trimmed
-        .strip_suffix(".git")
-        .unwrap_or(trimmed)
-        .to_lowercase()
+    trimmed.strip_suffix(".git").unwrap_or(trimmed).to_lowercase()
 }
 
 fn empty_object() -> Json {
@@ -222,8 +176,7 @@ fn non_empty(s: String) -> Option<String> {
 pub fn timestamp_micros(ts: &Timestamp) -> Option<Micros> {
     const MIN_SECONDS: i64 = -62_135_596_800;
     const MAX_SECONDS: i64 = 253_402_300_799;
-    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos)
-    {
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
         return None;
     }
     Some(ts.seconds * 1_000_000 + i64::from(ts.nanos / 1000))
@@ -241,21 +194,13 @@ impl Violations {
     fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let len = value.chars().count();
         if len < min || len > max {
-            let rule = if min == 0 {
-                format!("at most {max}")
-            } else {
-                format!("{min}-{max}")
-            };
+            let rule = if min == 0 { format!("at most {max}") } else { format!("{min}-{max}") };
             self.push(field, format!("must be {rule} characters, got {len}"));
         }
     }
 
     fn into_result(self) -> Result<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
     }
 }
 

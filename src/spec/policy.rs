@@ -17,14 +17,9 @@ pub struct Policy {
 
 impl Policy {
     pub fn new<S: AsRef<str>>(prefixes: impl IntoIterator<Item = S>) -> Self {
-        let allowed_repo_prefixes = prefixes
-            .into_iter()
-            .map(|p| p.as_ref().trim().to_lowercase())
-            .filter(|p| !p.is_empty())
-            .collect();
-        Self {
-            allowed_repo_prefixes,
-        }
+        let allowed_repo_prefixes =
+            prefixes.into_iter().map(|p| p.as_ref().trim().to_lowercase()).filter(|p| !p.is_empty()).collect();
+        Self { allowed_repo_prefixes }
     }
 
     /// Parses the comma-separated form of `JCT_ALLOWED_REPO_PREFIXES`.
@@ -40,18 +35,10 @@ impl Policy {
         if !OPERATIONS.contains(&task.operation.as_str()) {
             return deny(
                 "INVALID_OPERATION",
-                format!(
-                    "Operation '{}' is not allowed. Allowed operations: {}",
-                    task.operation,
-                    OPERATIONS.join(", ")
-                ),
+                format!("Operation '{}' is not allowed. Allowed operations: {}", task.operation, OPERATIONS.join(", ")),
             );
         }
-        if !self
-            .allowed_repo_prefixes
-            .iter()
-            .any(|p| task.target_repo.starts_with(p.as_str()))
-        {
+        if !self.allowed_repo_prefixes.iter().any(|p| task.target_repo.starts_with(p.as_str())) {
             let allowed = if self.allowed_repo_prefixes.is_empty() {
                 format!("(none configured: set {ALLOWED_REPO_PREFIXES_VAR})")
             } else {
@@ -81,15 +68,13 @@ impl Policy {
         if task.allow_network {
             return deny(
                 "NETWORK_ACCESS_DENIED",
-                "Network access is not allowed in V1. Set constraints.allow_network to false."
-                    .into(),
+                "Network access is not allowed in V1. Set constraints.allow_network to false.".into(),
             );
         }
         if task.allow_secrets {
             return deny(
                 "SECRETS_ACCESS_DENIED",
-                "Secrets access is not allowed in V1. Set constraints.allow_secrets to false."
-                    .into(),
+                "Secrets access is not allowed in V1. Set constraints.allow_secrets to false.".into(),
             );
         }
         Ok(())

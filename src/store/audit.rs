@@ -18,10 +18,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            id: id.into(),
-        }
+        Self { kind: kind.into(), id: id.into() }
     }
 
     /// A worker daemon acting on a lease it holds.
@@ -64,13 +61,7 @@ pub struct Entry {
 
 impl Entry {
     /// `created`: no before, the whole new object after.
-    pub fn created(
-        actor: Actor,
-        entity_kind: &'static str,
-        entity_id: &str,
-        after: Json,
-        trace_id: &str,
-    ) -> Self {
+    pub fn created(actor: Actor, entity_kind: &'static str, entity_id: &str, after: Json, trace_id: &str) -> Self {
         Self {
             actor,
             action: Action::Created,
@@ -118,11 +109,7 @@ impl Entry {
 /// Rows per INSERT, well under the bind-parameter limits of SQLite and PostgreSQL.
 const ROWS_PER_INSERT: usize = 1000;
 
-pub async fn append(
-    db: &impl ConnectionTrait,
-    ts: Micros,
-    entries: Vec<Entry>,
-) -> Result<(), DbErr> {
+pub async fn append(db: &impl ConnectionTrait, ts: Micros, entries: Vec<Entry>) -> Result<(), DbErr> {
     let mut rows = entries.into_iter().map(|e| audit_log::ActiveModel {
         ts: Set(ts),
         actor_kind: Set(e.actor.kind),
@@ -141,8 +128,6 @@ pub async fn append(
         if chunk.is_empty() {
             return Ok(());
         }
-        audit_log::Entity::insert_many(chunk)
-            .exec_without_returning(db)
-            .await?;
+        audit_log::Entity::insert_many(chunk).exec_without_returning(db).await?;
     }
 }

@@ -39,9 +39,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .foreign_keys(true)
             });
     } else {
-        options
-            .max_connections(max_connections.max(1))
-            .min_connections(1);
+        options.max_connections(max_connections.max(1)).min_connections(1);
     }
     Database::connect(options).await
 }

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Order, Query},
 };
 use serde_json::{Value as Json, json};
 
@@ -89,57 +89,34 @@ fn created_entry(task: &Model) -> Entry {
     Entry::created(actor, ENTITY_KIND, &task.id, snapshot, &task.trace_id)
 }
 
-pub async fn find_by_idempotency_key(
-    db: &impl ConnectionTrait,
-    key: &str,
-) -> Result<Option<Model>> {
-    Ok(Tasks::find()
-        .filter(Column::IdempotencyKey.eq(key))
-        .one(db)
-        .await?)
+pub async fn find_by_idempotency_key(db: &impl ConnectionTrait, key: &str) -> Result<Option<Model>> {
+    Ok(Tasks::find().filter(Column::IdempotencyKey.eq(key)).one(db).await?)
 }
 
 /// Inserts a validated task as QUEUED with its `created` audit entry, or returns the task already enqueued under
 /// the same idempotency key (writing nothing).
-pub async fn enqueue(
-    db: &DatabaseConnection,
-    now: Micros,
-    spec: NewTask,
-    ctx: &EnqueueContext,
-) -> Result<Enqueued> {
+pub async fn enqueue(db: &DatabaseConnection, now: Micros, spec: NewTask, ctx: &EnqueueContext) -> Result<Enqueued> {
     if let Some(key) = &spec.idempotency_key
         && let Some(task) = find_by_idempotency_key(db, key).await?
     {
-        return Ok(Enqueued {
-            task,
-            created: false,
-        });
+        return Ok(Enqueued { task, created: false });
     }
     let key = spec.idempotency_key.clone();
     let task = new_row(spec, now, ctx);
     let txn = db.begin().await?;
-    if let Err(err) = Tasks::insert(task.clone().into_active_model())
-        .exec_without_returning(&txn)
-        .await
-    {
+    if let Err(err) = Tasks::insert(task.clone().into_active_model()).exec_without_returning(&txn).await {
         txn.rollback().await?;
         // A concurrent enqueue with the same key won the race: answer as if we had found it first.
         if let (Error::AlreadyExists(_), Some(key)) = (Error::from(err), &key)
             && let Some(task) = find_by_idempotency_key(db, key).await?
         {
-            return Ok(Enqueued {
-                task,
-                created: false,
-            });
+            return Ok(Enqueued { task, created: false });
         }
         return Err(Error::internal("enqueue", "insert failed"));
     }
     audit::append(&txn, now, vec![created_entry(&task)]).await?;
     txn.commit().await?;
-    Ok(Enqueued {
-        task,
-        created: true,
-    })
+    Ok(Enqueued { task, created: true })
 }
 
 /// Enqueues a batch in one transaction with multi-row inserts. Items repeating a key (of the database or of an
@@ -149,17 +126,10 @@ pub async fn enqueue_many(
     now: Micros,
     items: Vec<(NewTask, EnqueueContext)>,
 ) -> Result<Vec<Enqueued>> {
-    let keys: Vec<String> = items
-        .iter()
-        .filter_map(|(spec, _)| spec.idempotency_key.clone())
-        .collect();
+    let keys: Vec<String> = items.iter().filter_map(|(spec, _)| spec.idempotency_key.clone()).collect();
     let mut by_key: HashMap<String, Model> = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_INSERT) {
-        for task in Tasks::find()
-            .filter(Column::IdempotencyKey.is_in(chunk.to_vec()))
-            .all(db)
-            .await?
-        {
+        for task in Tasks::find().filter(Column::IdempotencyKey.is_in(chunk.to_vec())).all(db).await? {
             if let Some(key) = task.idempotency_key.clone() {
                 by_key.insert(key, task);
             }
@@ -170,10 +140,7 @@ pub async fn enqueue_many(
     let mut fresh = Vec::new();
     for (spec, ctx) in &items {
         if let Some(existing) = spec.idempotency_key.as_ref().and_then(|k| by_key.get(k)) {
-            results.push(Enqueued {
-                task: existing.clone(),
-                created: false,
-            });
+            results.push(Enqueued { task: existing.clone(), created: false });
             continue;
         }
         let task = new_row(spec.clone(), now, ctx);
@@ -181,10 +148,7 @@ pub async fn enqueue_many(
             by_key.insert(key.clone(), task.clone());
         }
         fresh.push(task.clone());
-        results.push(Enqueued {
-            task,
-            created: true,
-        });
+        results.push(Enqueued { task, created: true });
     }
 
     if let Err(err) = insert_with_audit(db, now, &fresh).await {
@@ -208,9 +172,7 @@ async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]
     let txn = db.begin().await?;
     for chunk in tasks.chunks(ROWS_PER_INSERT) {
         let rows = chunk.iter().map(|t| t.clone().into_active_model());
-        Tasks::insert_many(rows)
-            .exec_without_returning(&txn)
-            .await?;
+        Tasks::insert_many(rows).exec_without_returning(&txn).await?;
     }
     audit::append(&txn, now, tasks.iter().map(created_entry).collect()).await?;
     txn.commit().await?;
@@ -218,10 +180,7 @@ async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Model> {
-    Tasks::find_by_id(id.to_owned())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task {id} not found")))
+    Tasks::find_by_id(id.to_owned()).one(db).await?.ok_or_else(|| Error::NotFound(format!("task {id} not found")))
 }
 
 /// ListTasks filters; `None` matches everything.
@@ -275,54 +234,14 @@ pub struct ClaimRequest<'a> {
     pub trace_uri_prefix: &'a str,
 }
 
-/// SQL for a fresh, unguessable lease token (32 hex characters) generated per row inside the claim.
-fn lease_token_sql(backend: DatabaseBackend) -> &'static str {
-    match backend {
-        DatabaseBackend::Postgres => "replace(gen_random_uuid()::text, '-', '')",
-        _ => "lower(hex(randomblob(16)))",
-    }
-}
-
-/// Leases up to `limit` eligible queued tasks to a worker: highest priority first, FIFO within a priority.
-/// One UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) ... RETURNING, so concurrent claimers (streams or
-/// replicas) never take the same row; SQLite has a single writer and needs no row locks.
-pub async fn claim(
-    db: &DatabaseConnection,
-    now: Micros,
-    req: &ClaimRequest<'_>,
-) -> Result<Vec<Model>> {
-    let backend = db.get_database_backend();
-    let mut eligible = Query::select();
-    eligible
-        .column(Column::Id)
-        .from(Tasks)
-        .and_where(Column::Status.eq(TaskStatus::Queued))
-        .and_where(Column::RunAfter.lte(now))
-        .order_by(Column::Priority, Order::Desc)
-        .order_by(Column::QueuedAt, Order::Asc)
-        .order_by(Column::Id, Order::Asc)
-        .limit(req.limit)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    if !req.operations.is_empty() {
-        eligible.and_where(Column::Operation.is_in(req.operations.iter().map(String::as_str)));
-    }
-
+/// Leases up to `limit` eligible queued tasks to a worker: highest priority first, FIFO within a priority, each
+/// with a fresh unguessable lease token (32 hex characters) made by the database. Returns them in that order.
+pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest<'_>) -> Result<Vec<Model>> {
     let txn = db.begin().await?;
-    let mut claimed = Tasks::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
-        .col_expr(Column::LeaseId, Expr::cust(lease_token_sql(backend)))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(now + req.lease_timeout))
-        .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
-        .col_expr(Column::WorkerId, Expr::value(req.worker_id))
-        .col_expr(Column::StartedAt, Expr::value(now))
-        .col_expr(
-            Column::TracePath,
-            Expr::cust_with_values("$1 || \"id\"", [req.trace_uri_prefix]),
-        )
-        .filter(Column::Id.in_subquery(eligible))
-        .filter(Column::Status.eq(TaskStatus::Queued))
-        .exec_with_returning(&txn)
-        .await?;
+    let mut claimed = match db.get_database_backend() {
+        DatabaseBackend::Postgres => claim_postgres(&txn, now, req).await?,
+        _ => claim_sqlite(&txn, now, req).await?,
+    };
     if claimed.is_empty() {
         txn.commit().await?;
         return Ok(claimed);
@@ -337,19 +256,75 @@ pub async fn claim(
                 &t.id,
                 ("queued", "running"),
                 json!({ "worker_id": req.worker_id, "attempt": t.attempt }),
-                Some(&format!(
-                    "leased to {} (attempt {} of {})",
-                    req.worker_id, t.attempt, t.max_attempts
-                )),
+                Some(&format!("leased to {} (attempt {} of {})", req.worker_id, t.attempt, t.max_attempts)),
                 &t.trace_id,
             )
         })
         .collect();
     audit::append(&txn, now, entries).await?;
     txn.commit().await?;
-    claimed
-        .sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
+    claimed.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
     Ok(claimed)
+}
+
+/// PostgreSQL: the eligible rows are picked once, into an array (`= ANY(ARRAY(...))`), and locked with SKIP LOCKED so
+/// that concurrent claimers (streams, replicas) pass each other by. With `IN (subquery)` instead, the planner may
+/// re-run the subquery per row and, skipping the rows this very statement just updated, lease more than `limit`.
+async fn claim_postgres(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest<'_>) -> Result<Vec<Model>> {
+    let mut values: Vec<sea_orm::Value> = vec![
+        (now + req.lease_timeout).into(),
+        req.worker_id.into(),
+        now.into(),
+        req.trace_uri_prefix.into(),
+        (req.limit as i64).into(),
+    ];
+    let operations = if req.operations.is_empty() {
+        String::new()
+    } else {
+        let first = values.len() + 1;
+        values.extend(req.operations.iter().map(|op| sea_orm::Value::from(op.as_str())));
+        let placeholders: Vec<String> = (first..values.len() + 1).map(|i| format!("${i}")).collect();
+        format!("AND operation IN ({})", placeholders.join(", "))
+    };
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', lease_id = replace(gen_random_uuid()::text, '-', ''), \
+         lease_expires_at = $1, attempt = attempt + 1, worker_id = $2, started_at = $3, trace_path = $4 || id \
+         WHERE id = ANY(ARRAY( \
+             SELECT id FROM tasks WHERE status = 'queued' AND run_after <= $3 {operations} \
+             ORDER BY priority DESC, queued_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)) \
+         AND status = 'queued' RETURNING *"
+    );
+    let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values);
+    Ok(Tasks::find().from_raw_sql(statement).all(txn).await?)
+}
+
+/// SQLite: one writer at a time, so a plain conditional UPDATE over the eligible ids is race-free.
+async fn claim_sqlite(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest<'_>) -> Result<Vec<Model>> {
+    let mut eligible = Query::select();
+    eligible
+        .column(Column::Id)
+        .from(Tasks)
+        .and_where(Column::Status.eq(TaskStatus::Queued))
+        .and_where(Column::RunAfter.lte(now))
+        .order_by(Column::Priority, Order::Desc)
+        .order_by(Column::QueuedAt, Order::Asc)
+        .order_by(Column::Id, Order::Asc)
+        .limit(req.limit);
+    if !req.operations.is_empty() {
+        eligible.and_where(Column::Operation.is_in(req.operations.iter().map(String::as_str)));
+    }
+    Ok(Tasks::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
+        .col_expr(Column::LeaseId, Expr::cust("lower(hex(randomblob(16)))"))
+        .col_expr(Column::LeaseExpiresAt, Expr::value(now + req.lease_timeout))
+        .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
+        .col_expr(Column::WorkerId, Expr::value(req.worker_id))
+        .col_expr(Column::StartedAt, Expr::value(now))
+        .col_expr(Column::TracePath, Expr::cust_with_values("? || \"id\"", [req.trace_uri_prefix]))
+        .filter(Column::Id.in_subquery(eligible))
+        .filter(Column::Status.eq(TaskStatus::Queued))
+        .exec_with_returning(txn)
+        .await?)
 }
 
 /// The answer to a heartbeat, lease by lease.
@@ -371,10 +346,7 @@ pub async fn extend_leases(
     lease_timeout: Micros,
 ) -> Result<LeaseReport> {
     let deadline = now + lease_timeout;
-    let mut report = LeaseReport {
-        deadline,
-        ..Default::default()
-    };
+    let mut report = LeaseReport { deadline, ..Default::default() };
     if lease_ids.is_empty() {
         return Ok(report);
     }
@@ -386,11 +358,8 @@ pub async fn extend_leases(
         .exec_with_returning(db)
         .await?;
     report.extended = extended.into_iter().filter_map(|t| t.lease_id).collect();
-    let rest: Vec<&str> = lease_ids
-        .iter()
-        .map(String::as_str)
-        .filter(|id| !report.extended.iter().any(|e| e == id))
-        .collect();
+    let rest: Vec<&str> =
+        lease_ids.iter().map(String::as_str).filter(|id| !report.extended.iter().any(|e| e == id)).collect();
     let cancelled: Vec<String> = if rest.is_empty() {
         Vec::new()
     } else {
@@ -403,11 +372,7 @@ pub async fn extend_leases(
             .filter_map(|t| t.lease_id)
             .collect()
     };
-    report.lost = rest
-        .iter()
-        .filter(|id| !cancelled.iter().any(|c| c == *id))
-        .map(|s| s.to_string())
-        .collect();
+    report.lost = rest.iter().filter(|id| !cancelled.iter().any(|c| c == *id)).map(|s| s.to_string()).collect();
     report.cancelled = cancelled;
     Ok(report)
 }
@@ -421,12 +386,7 @@ pub struct Settled {
 }
 
 /// Records the result of a running lease. Repeating the call with the same lease returns the recorded completion.
-pub async fn complete(
-    db: &DatabaseConnection,
-    now: Micros,
-    lease_id: &str,
-    result: Json,
-) -> Result<Settled> {
+pub async fn complete(db: &DatabaseConnection, now: Micros, lease_id: &str, result: Json) -> Result<Settled> {
     let txn = db.begin().await?;
     let updated = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
@@ -445,10 +405,7 @@ pub async fn complete(
     let entry = settled_entry(&task, "running", json!({}), None);
     audit::append(&txn, now, vec![entry]).await?;
     txn.commit().await?;
-    Ok(Settled {
-        task,
-        recorded: true,
-    })
+    Ok(Settled { task, recorded: true })
 }
 
 /// Retry schedule for retryable failures: `base * 2^(attempt-1)`, capped, with +-20% jitter.
@@ -510,10 +467,7 @@ pub async fn fail(
         (rows, why)
     } else {
         let why = if retryable {
-            format!(
-                "attempts exhausted ({} of {})",
-                current.attempt, current.max_attempts
-            )
+            format!("attempts exhausted ({} of {})", current.attempt, current.max_attempts)
         } else {
             "permanent failure".to_owned()
         };
@@ -532,10 +486,7 @@ pub async fn fail(
     let entry = settled_entry(&task, "running", json!({ "error": error }), Some(&why));
     audit::append(&txn, now, vec![entry]).await?;
     txn.commit().await?;
-    Ok(Settled {
-        task,
-        recorded: true,
-    })
+    Ok(Settled { task, recorded: true })
 }
 
 fn settled_entry(task: &Model, from: &str, details: Json, why: Option<&str>) -> Entry {
@@ -553,47 +504,25 @@ fn settled_entry(task: &Model, from: &str, details: Json, why: Option<&str>) -> 
 
 /// A settle call whose fence did not match: a retry of what this lease already recorded is answered with the
 /// recorded task; anything else is a stale lease.
-async fn replay_or_refuse(
-    db: &DatabaseConnection,
-    lease_id: &str,
-    wanted: TaskStatus,
-) -> Result<Settled> {
-    let task = Tasks::find()
-        .filter(Column::LeaseId.eq(lease_id))
-        .one(db)
-        .await?;
+async fn replay_or_refuse(db: &DatabaseConnection, lease_id: &str, wanted: TaskStatus) -> Result<Settled> {
+    let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
     match task {
-        Some(task) if task.status == wanted => Ok(Settled {
-            task,
-            recorded: false,
-        }),
+        Some(task) if task.status == wanted => Ok(Settled { task, recorded: false }),
         Some(task) if task.status == TaskStatus::Cancelled => Err(Error::precondition(
             "TASK_CANCELLED",
-            format!(
-                "lease_id: task {} was cancelled while this lease held it",
-                task.id
-            ),
+            format!("lease_id: task {} was cancelled while this lease held it", task.id),
         )),
         Some(task) if task.status.is_terminal() => Err(Error::precondition(
             "LEASE_NOT_HELD",
-            format!(
-                "lease_id: task {} already ended as {} under this lease",
-                task.id,
-                task.status.as_str()
-            ),
+            format!("lease_id: task {} already ended as {} under this lease", task.id, task.status.as_str()),
         )),
         Some(task) => Err(Error::precondition(
             "LEASE_NOT_HELD",
-            format!(
-                "lease_id: this lease of task {} was taken back and the task requeued",
-                task.id
-            ),
+            format!("lease_id: this lease of task {} was taken back and the task requeued", task.id),
         )),
         None => Err(Error::precondition(
             "LEASE_NOT_HELD",
-            format!(
-                "lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"
-            ),
+            format!("lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"),
         )),
     }
 }
@@ -626,9 +555,7 @@ pub async fn take_back_leases(
 ) -> Result<Vec<Model>> {
     let scope = match loss {
         LeaseLoss::StreamClosed if lease_ids.is_empty() => return Ok(Vec::new()),
-        LeaseLoss::StreamClosed => {
-            Condition::all().add(Column::LeaseId.is_in(lease_ids.iter().map(String::as_str)))
-        }
+        LeaseLoss::StreamClosed => Condition::all().add(Column::LeaseId.is_in(lease_ids.iter().map(String::as_str))),
         LeaseLoss::Expired => Condition::all().add(Column::LeaseExpiresAt.lt(now)),
     }
     .add(Column::Status.eq(TaskStatus::Running));
@@ -637,10 +564,7 @@ pub async fn take_back_leases(
     let txn = db.begin().await?;
     let exhausted = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Failed.as_str()))
-        .col_expr(
-            Column::Error,
-            Expr::value(format!("{why}; no attempts left")),
-        )
+        .col_expr(Column::Error, Expr::value(format!("{why}; no attempts left")))
         .col_expr(Column::CompletedAt, Expr::value(now))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
         .filter(scope.clone())
@@ -687,22 +611,13 @@ pub struct Cancelled {
 /// Cancels a task that has not ended. A running task keeps its lease id so that its worker learns of the
 /// cancellation (stream message, heartbeat) and may still upload its trace; it can no longer settle the task.
 /// Cancelling a cancelled task returns it unchanged.
-pub async fn cancel(
-    db: &DatabaseConnection,
-    now: Micros,
-    id: &str,
-    reason: &str,
-    actor: Actor,
-) -> Result<Cancelled> {
+pub async fn cancel(db: &DatabaseConnection, now: Micros, id: &str, reason: &str, actor: Actor) -> Result<Cancelled> {
     let txn = db.begin().await?;
     let current = get(&txn, id).await?;
     match current.status {
         TaskStatus::Cancelled => {
             txn.rollback().await?;
-            return Ok(Cancelled {
-                task: current,
-                interrupted_lease: None,
-            });
+            return Ok(Cancelled { task: current, interrupted_lease: None });
         }
         TaskStatus::Completed | TaskStatus::Failed => {
             txn.rollback().await?;
@@ -716,11 +631,7 @@ pub async fn cancel(
         }
         TaskStatus::Queued | TaskStatus::Running => {}
     }
-    let error = if reason.is_empty() {
-        "cancelled".to_owned()
-    } else {
-        format!("cancelled: {reason}")
-    };
+    let error = if reason.is_empty() { "cancelled".to_owned() } else { format!("cancelled: {reason}") };
     let mut update = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
         .col_expr(Column::Error, Expr::value(error))
@@ -750,32 +661,19 @@ pub async fn cancel(
     );
     audit::append(&txn, now, vec![entry]).await?;
     txn.commit().await?;
-    let interrupted_lease = if current.status == TaskStatus::Running {
-        task.lease_id.clone()
-    } else {
-        None
-    };
-    Ok(Cancelled {
-        task,
-        interrupted_lease,
-    })
+    let interrupted_lease = if current.status == TaskStatus::Running { task.lease_id.clone() } else { None };
+    Ok(Cancelled { task, interrupted_lease })
 }
 
 /// The task a lease is running, or the task that lease ended; `None` for leases that were taken back or never
 /// existed. Trace uploads are accepted for these leases only.
 pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<Option<Model>> {
-    let task = Tasks::find()
-        .filter(Column::LeaseId.eq(lease_id))
-        .one(db)
-        .await?;
+    let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
     Ok(task.filter(|t| t.status != TaskStatus::Queued))
 }
 
 /// Whether `lease_id` still holds its task, for the dispatcher's bookkeeping.
-pub async fn running_leases(
-    db: &impl ConnectionTrait,
-    lease_ids: &[String],
-) -> Result<Vec<String>> {
+pub async fn running_leases(db: &impl ConnectionTrait, lease_ids: &[String]) -> Result<Vec<String>> {
     if lease_ids.is_empty() {
         return Ok(Vec::new());
     }

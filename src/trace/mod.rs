@@ -36,10 +36,7 @@ pub struct TraceLimits {
 
 impl Default for TraceLimits {
     fn default() -> Self {
-        Self {
-            max_file_bytes: 64 << 20,
-            max_task_bytes: 256 << 20,
-        }
+        Self { max_file_bytes: 64 << 20, max_task_bytes: 256 << 20 }
     }
 }
 
@@ -53,10 +50,7 @@ impl TraceStore {
     /// Creates the root if needed; paths are kept absolute so that `trace_path` URIs are too.
     pub fn open(root: &Path, limits: TraceLimits) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(Self {
-            root: root.canonicalize()?,
-            limits,
-        })
+        Ok(Self { root: root.canonicalize()?, limits })
     }
 
     pub fn root(&self) -> &Path {

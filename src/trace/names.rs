@@ -40,10 +40,7 @@ pub fn validate_file_name(name: &str) -> Result<PathBuf> {
         if component.chars().count() > MAX_COMPONENT_CHARS {
             return refuse("components must be at most 128 characters");
         }
-        if !component
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
+        if !component.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return refuse("may only use letters, digits, '.', '_', '-' and '/'");
         }
     }

@@ -36,24 +36,11 @@ pub struct TraceWriter {
 
 impl TraceWriter {
     pub(super) fn new(store: TraceStore) -> Self {
-        Self {
-            store,
-            files: BTreeMap::new(),
-            task_bytes: HashMap::new(),
-            bytes_written: 0,
-            bytes_skipped: 0,
-        }
+        Self { store, files: BTreeMap::new(), task_bytes: HashMap::new(), bytes_written: 0, bytes_skipped: 0 }
     }
 
     /// Writes one chunk; `name` must have passed `validate_file_name`.
-    pub async fn write(
-        &mut self,
-        task_id: &str,
-        name: &str,
-        offset: u64,
-        data: Vec<u8>,
-        eof: bool,
-    ) -> Result<()> {
+    pub async fn write(&mut self, task_id: &str, name: &str, offset: u64, data: Vec<u8>, eof: bool) -> Result<()> {
         let limits = self.store.limits();
         let task_dir = self.store.task_dir(task_id);
         let task_total = match self.task_bytes.get(task_id) {
@@ -112,8 +99,7 @@ impl TraceWriter {
         .await
         .map_err(|e| Error::internal("trace write task", e))??;
 
-        self.task_bytes
-            .insert(task_id.to_owned(), task_total + written);
+        self.task_bytes.insert(task_id.to_owned(), task_total + written);
         self.bytes_written += written;
         self.bytes_skipped += skipped;
         Ok(())
@@ -125,11 +111,7 @@ impl TraceWriter {
         let files = self.files;
         let (bytes_written, bytes_skipped) = (self.bytes_written, self.bytes_skipped);
         blocking(move || {
-            let mut summary = TraceSummary {
-                bytes_written,
-                bytes_skipped,
-                ..Default::default()
-            };
+            let mut summary = TraceSummary { bytes_written, bytes_skipped, ..Default::default() };
             let mut dirs = std::collections::BTreeSet::new();
             for ((task_id, name), file) in &files {
                 file.sync_data()?;
@@ -150,9 +132,7 @@ impl TraceWriter {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::internal("trace task", e))?
@@ -163,11 +143,7 @@ fn open_for_append(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(path)
+    OpenOptions::new().create(true).write(true).truncate(false).open(path)
 }
 
 /// Bytes the worker has uploaded for the current attempt: everything but the server's files and old attempts.

@@ -31,9 +31,7 @@ pub struct ExecHandler {
 
 impl ExecHandler {
     pub fn new(command: impl Into<String>) -> Self {
-        Self {
-            command: command.into(),
-        }
+        Self { command: command.into() }
     }
 }
 
@@ -49,10 +47,7 @@ impl Handler for ExecHandler {
         Box::pin(async move {
             match run(&command, task, ctx).await {
                 Ok(outcome) => outcome,
-                Err(err) => Outcome::Failed {
-                    error: format!("could not run the command: {err}"),
-                    retryable: false,
-                },
+                Err(err) => Outcome::Failed { error: format!("could not run the command: {err}"), retryable: false },
             }
         })
     }
@@ -62,12 +57,7 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     let workdir = tempfile::tempdir()?;
     let result_file = workdir.path().join("result.json");
     let spec = task.spec.clone().unwrap_or_default();
-    let budget = spec
-        .constraints
-        .as_ref()
-        .and_then(|c| c.time_budget_seconds)
-        .unwrap_or(900)
-        .max(1);
+    let budget = spec.constraints.as_ref().and_then(|c| c.time_budget_seconds).unwrap_or(900).max(1);
 
     let mut child = Command::new("sh")
         .arg("-c")
@@ -99,18 +89,8 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     let last_stdout = Arc::new(Mutex::new(None::<String>));
     let last_stderr = Arc::new(Mutex::new(None::<String>));
     let readers = [
-        spawn_reader(
-            child.stdout.take(),
-            ctx.log.clone(),
-            "",
-            last_stdout.clone(),
-        ),
-        spawn_reader(
-            child.stderr.take(),
-            ctx.log.clone(),
-            "[stderr] ",
-            last_stderr.clone(),
-        ),
+        spawn_reader(child.stdout.take(), ctx.log.clone(), "", last_stdout.clone()),
+        spawn_reader(child.stderr.take(), ctx.log.clone(), "[stderr] ", last_stderr.clone()),
     ];
 
     let ended = tokio::select! {
@@ -131,17 +111,11 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     let status = match ended {
         Ended::Exited(status) => status,
         Ended::OutOfTime(budget) => {
-            ctx.log.line(format!(
-                "[control-tower] time budget of {budget}s exceeded; the command was stopped"
-            ));
-            return Ok(Outcome::Failed {
-                error: format!("time budget of {budget}s exceeded"),
-                retryable: false,
-            });
+            ctx.log.line(format!("[control-tower] time budget of {budget}s exceeded; the command was stopped"));
+            return Ok(Outcome::Failed { error: format!("time budget of {budget}s exceeded"), retryable: false });
         }
         Ended::Cancelled => {
-            ctx.log
-                .line("[control-tower] cancelled; the command was stopped");
+            ctx.log.line("[control-tower] cancelled; the command was stopped");
             return Ok(Outcome::Cancelled);
         }
     };
@@ -153,17 +127,13 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
             error: format!("command exited with status {RETRYABLE_EXIT_CODE} (retryable){detail}"),
             retryable: true,
         }),
-        Some(code) => Ok(Outcome::Failed {
-            error: format!("command exited with status {code}{detail}"),
-            retryable: false,
-        }),
+        Some(code) => {
+            Ok(Outcome::Failed { error: format!("command exited with status {code}{detail}"), retryable: false })
+        }
         None => {
             use std::os::unix::process::ExitStatusExt;
             let signal = status.signal().unwrap_or_default();
-            Ok(Outcome::Failed {
-                error: format!("command was killed by signal {signal}{detail}"),
-                retryable: false,
-            })
+            Ok(Outcome::Failed { error: format!("command was killed by signal {signal}{detail}"), retryable: false })
         }
     }
 }
@@ -174,10 +144,9 @@ async fn result_of(result_file: &std::path::Path, last_stdout: Option<&str>) -> 
         Ok(bytes) if !bytes.is_empty() => match serde_json::from_slice::<Json>(&bytes) {
             Ok(Json::Object(map)) => Outcome::Completed(Json::Object(map)),
             Ok(other) => Outcome::Completed(json!({ "value": other })),
-            Err(err) => Outcome::Failed {
-                error: format!("$JCT_RESULT_FILE does not hold valid JSON: {err}"),
-                retryable: false,
-            },
+            Err(err) => {
+                Outcome::Failed { error: format!("$JCT_RESULT_FILE does not hold valid JSON: {err}"), retryable: false }
+            }
         },
         _ => match last_stdout.and_then(|line| serde_json::from_str::<Json>(line).ok()) {
             Some(Json::Object(map)) => Outcome::Completed(Json::Object(map)),
@@ -210,10 +179,7 @@ where
 /// SIGTERM to the group, then SIGKILL if it is still there after the grace period.
 async fn stop_group(pid: Option<u32>, child: &mut Child) {
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }

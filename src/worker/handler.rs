@@ -61,18 +61,11 @@ impl Handler for EchoHandler {
         Box::pin(async move {
             let spec = task.spec.unwrap_or_default();
             let target = spec.target.unwrap_or_default();
-            ctx.log.line(format!(
-                "echo: task {} ({}) on {}@{}",
-                task.id, spec.operation, target.repo, target.r#ref
-            ));
+            ctx.log.line(format!("echo: task {} ({}) on {}@{}", task.id, spec.operation, target.repo, target.r#ref));
             ctx.log.line(format!("echo: objective: {}", spec.objective));
-            let inputs = spec
-                .inputs
-                .map_or_else(|| serde_json::json!({}), struct_to_json);
+            let inputs = spec.inputs.map_or_else(|| serde_json::json!({}), struct_to_json);
             let fields = inputs.as_object().map_or(0, |o| o.len());
-            ctx.log.line(format!(
-                "echo: returning {fields} input field(s) as the result"
-            ));
+            ctx.log.line(format!("echo: returning {fields} input field(s) as the result"));
             Outcome::Completed(inputs)
         })
     }

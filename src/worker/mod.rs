@@ -61,20 +61,12 @@ pub fn default_worker_id() -> String {
     } else {
         String::new()
     };
-    let host = if host.is_empty() {
-        "worker".to_owned()
-    } else {
-        host
-    };
+    let host = if host.is_empty() { "worker".to_owned() } else { host };
     format!("{host}-{}", std::process::id())
 }
 
 /// Runs until `shutdown` is cancelled, reconnecting whenever the server goes away.
-pub async fn run(
-    config: WorkerConfig,
-    handler: Arc<dyn Handler>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: WorkerConfig, handler: Arc<dyn Handler>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::from_shared(config.server.clone())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
@@ -118,10 +110,7 @@ async fn session(
     handler: &Arc<dyn Handler>,
     shutdown: &CancellationToken,
 ) -> Result<(), Status> {
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let channel = endpoint.connect().await.map_err(|e| Status::unavailable(e.to_string()))?;
     let client = WorkerServiceClient::new(channel);
     let request = pb::PullTasksRequest {
         worker_id: config.worker_id.clone(),
@@ -189,11 +178,7 @@ async fn session(
 
     // Without the stream the server takes our leases back: stop whatever still runs.
     session_over.cancel();
-    for cancel in running
-        .lock()
-        .map(|r| r.values().cloned().collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
+    for cancel in running.lock().map(|r| r.values().cloned().collect::<Vec<_>>()).unwrap_or_default() {
         cancel.cancel();
     }
     drop(stream);
@@ -220,28 +205,15 @@ async fn finish_running(
     client: &WorkerServiceClient<Channel>,
     worker_id: &str,
 ) {
-    let held: Vec<String> = running
-        .lock()
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default();
-    let request = pb::HeartbeatRequest {
-        worker_id: worker_id.to_owned(),
-        lease_ids: held,
-        draining: true,
-    };
+    let held: Vec<String> = running.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+    let request = pb::HeartbeatRequest { worker_id: worker_id.to_owned(), lease_ids: held, draining: true };
     if let Err(status) = client.clone().heartbeat(request).await {
         tracing::warn!(%status, "could not tell the server we are draining");
     }
-    tracing::info!(
-        running = tasks.len(),
-        ?grace,
-        "shutting down: letting running tasks finish"
-    );
+    tracing::info!(running = tasks.len(), ?grace, "shutting down: letting running tasks finish");
     let all_done = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, all_done).await.is_err() {
-        tracing::warn!(
-            "grace period over: stopping the remaining tasks; the server will redeliver them"
-        );
+        tracing::warn!("grace period over: stopping the remaining tasks; the server will redeliver them");
     }
 }
 
@@ -259,18 +231,12 @@ async fn heartbeat_loop(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let lease_ids: Vec<String> = running
-            .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default();
+        let lease_ids: Vec<String> = running.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
         if lease_ids.is_empty() {
             continue;
         }
-        let request = pb::HeartbeatRequest {
-            worker_id: worker_id.clone(),
-            lease_ids,
-            draining: draining.load(Ordering::SeqCst),
-        };
+        let request =
+            pb::HeartbeatRequest { worker_id: worker_id.clone(), lease_ids, draining: draining.load(Ordering::SeqCst) };
         match client.heartbeat(request).await {
             Ok(response) => {
                 let response = response.into_inner();
@@ -299,23 +265,16 @@ async fn run_task(
     let task_id = task.id.clone();
     let (log, lines) = LogSink::new();
     let upload = tokio::spawn(upload::upload_log(client.clone(), lease_id.clone(), lines));
-    log.line(format!(
-        "[control-tower] task {task_id} attempt {} on worker {worker_id}",
-        assignment.attempt
-    ));
+    log.line(format!("[control-tower] task {task_id} attempt {} on worker {worker_id}", assignment.attempt));
     tracing::info!(task_id = %task_id, trace_id = %task.trace_id, attempt = assignment.attempt, "task started");
 
-    let ctx = TaskContext {
-        log: log.clone(),
-        cancelled: cancel.clone(),
-        worker_id,
-    };
+    let ctx = TaskContext { log: log.clone(), cancelled: cancel.clone(), worker_id };
     let outcome = handler.handle(task, ctx).await;
     match &outcome {
         Outcome::Completed(_) => log.line("[control-tower] completed"),
-        Outcome::Failed { error, retryable } => log.line(format!(
-            "[control-tower] failed (retryable: {retryable}): {error}"
-        )),
+        Outcome::Failed { error, retryable } => {
+            log.line(format!("[control-tower] failed (retryable: {retryable}): {error}"))
+        }
         Outcome::Cancelled => {}
     }
     drop(log);
@@ -333,10 +292,7 @@ async fn run_task(
             return lease_id;
         }
         Outcome::Completed(result) => {
-            let request = pb::CompleteTaskRequest {
-                lease_id: lease_id.clone(),
-                result: Some(json_to_struct(&result)),
-            };
+            let request = pb::CompleteTaskRequest { lease_id: lease_id.clone(), result: Some(json_to_struct(&result)) };
             settle(|| {
                 let mut client = client.clone();
                 let request = request.clone();
@@ -345,11 +301,7 @@ async fn run_task(
             .await
         }
         Outcome::Failed { error, retryable } => {
-            let request = pb::FailTaskRequest {
-                lease_id: lease_id.clone(),
-                error,
-                retryable,
-            };
+            let request = pb::FailTaskRequest { lease_id: lease_id.clone(), error, retryable };
             settle(|| {
                 let mut client = client.clone();
                 let request = request.clone();

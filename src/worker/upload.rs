@@ -29,12 +29,7 @@ struct OpenUpload {
 fn start_upload(client: &WorkerServiceClient<Channel>) -> OpenUpload {
     let (chunks, rx) = mpsc::channel(16);
     let mut client = client.clone();
-    let call = tokio::spawn(async move {
-        client
-            .push_trace(ReceiverStream::new(rx))
-            .await
-            .map(|r| r.into_inner())
-    });
+    let call = tokio::spawn(async move { client.push_trace(ReceiverStream::new(rx)).await.map(|r| r.into_inner()) });
     OpenUpload { chunks, call }
 }
 
@@ -62,11 +57,7 @@ fn chunk(lease_id: &str, log: &[u8], from: usize, eof: bool) -> Vec<pb::TraceChu
 fn transient(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Internal
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal
     )
 }
 

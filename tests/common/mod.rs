@@ -8,9 +8,7 @@ use control_tower::{
     AppState, Server,
     clock::{ManualClock, SharedClock, SystemClock},
     config::ServerConfig,
-    pb::{
-        self, task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient,
-    },
+    pb::{self, task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient},
     spec::Policy,
 };
 use sea_orm::{ConnectionTrait, Database};
@@ -24,9 +22,7 @@ pub type Workers = WorkerServiceClient<Channel>;
 
 /// The test database backend, chosen once per run by `TEST_DATABASE_URL`.
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
 
 pub struct TestServer {
@@ -54,22 +50,19 @@ impl TestServer {
     }
 
     pub async fn with_manual_clock() -> Self {
-        Self::start_with(Options {
-            manual_clock: true,
-            ..Default::default()
-        })
-        .await
+        Self::start_with(Options { manual_clock: true, ..Default::default() }).await
     }
 
     pub async fn configured(configure: impl FnOnce(&mut ServerConfig) + Send + 'static) -> Self {
-        Self::start_with(Options {
-            configure: Some(Box::new(configure)),
-            ..Default::default()
-        })
-        .await
+        Self::start_with(Options { configure: Some(Box::new(configure)), ..Default::default() }).await
     }
 
     pub async fn start_with(options: Options) -> Self {
+        // RUST_LOG=debug shows the server's logs in failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let (database_url, postgres_db) = fresh_database(&dir).await;
         let trace_root = dir.path().join("traces");
@@ -87,9 +80,7 @@ impl TestServer {
         };
         let server = Server::build(config, clock).await.expect("server builds");
         let state = server.state().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let handle = tokio::spawn(server.run(listener, stop.clone().cancelled_owned()));
@@ -111,11 +102,7 @@ impl TestServer {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect")
+        Channel::from_shared(self.url()).expect("url").connect().await.expect("connect")
     }
 
     pub async fn tasks(&self) -> Tasks {
@@ -127,9 +114,7 @@ impl TestServer {
     }
 
     pub fn clock(&self) -> &ManualClock {
-        self.manual_clock
-            .as_deref()
-            .expect("started with a manual clock")
+        self.manual_clock.as_deref().expect("started with a manual clock")
     }
 
     pub fn task_dir(&self, task_id: &str) -> PathBuf {
@@ -140,10 +125,7 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(handle) = self.handle.take() {
-            handle
-                .await
-                .expect("server task")
-                .expect("server stops cleanly");
+            handle.await.expect("server task").expect("server stops cleanly");
         }
         if let (Some(admin), Some(db)) = (postgres_admin_url(), self.postgres_db.take()) {
             drop_database(&admin, &db).await;
@@ -159,10 +141,7 @@ impl TestServer {
         let row = self
             .state
             .db
-            .query_one_raw(sea_orm::Statement::from_string(
-                self.state.db.get_database_backend(),
-                sql.to_owned(),
-            ))
+            .query_one_raw(sea_orm::Statement::from_string(self.state.db.get_database_backend(), sql.to_owned()))
             .await
             .expect("query")
             .expect("a row");
@@ -172,21 +151,11 @@ impl TestServer {
 
 async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
     match postgres_admin_url() {
-        None => (
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("control-tower.db").display()
-            ),
-            None,
-        ),
+        None => (format!("sqlite://{}?mode=rwc", dir.path().join("control-tower.db").display()), None),
         Some(admin) => {
             let name = format!("ct_test_{}", uuid::Uuid::new_v4().simple());
-            let conn = Database::connect(&admin)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create database");
+            let conn = Database::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
+            conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
             conn.close().await.ok();
             (with_database(&admin, &name), Some(name))
         }
@@ -195,9 +164,7 @@ async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
 
 /// The same server URL with another database name.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let prefix = match base.rfind('/') {
         Some(i) if base[..i].contains("://") && !base[..i].ends_with('/') => &base[..i],
         _ => base,
@@ -210,9 +177,7 @@ fn with_database(url: &str, name: &str) -> String {
 
 async fn drop_database(admin: &str, name: &str) {
     if let Ok(conn) = Database::connect(admin).await {
-        let _ = conn
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
+        let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         conn.close().await.ok();
     }
 }
@@ -220,17 +185,10 @@ async fn drop_database(admin: &str, name: &str) {
 /// A valid spec for the allowed `acme/` namespace.
 pub fn spec(objective: &str) -> pb::TaskSpec {
     pb::TaskSpec {
-        requested_by: Some(pb::Requester {
-            kind: "agent".into(),
-            id: "agent-7".into(),
-            label: String::new(),
-        }),
+        requested_by: Some(pb::Requester { kind: "agent".into(), id: "agent-7".into(), label: String::new() }),
         objective: objective.into(),
         operation: "analysis".into(),
-        target: Some(pb::Target {
-            repo: "acme/widgets".into(),
-            ..Default::default()
-        }),
+        target: Some(pb::Target { repo: "acme/widgets".into(), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -240,21 +198,11 @@ pub fn request(spec: pb::TaskSpec) -> pb::EnqueueTaskRequest {
 }
 
 pub async fn enqueue(tasks: &mut Tasks, spec: pb::TaskSpec) -> pb::Task {
-    tasks
-        .enqueue_task(request(spec))
-        .await
-        .expect("enqueue")
-        .into_inner()
-        .task
-        .expect("task")
+    tasks.enqueue_task(request(spec)).await.expect("enqueue").into_inner().task.expect("task")
 }
 
 pub async fn get(tasks: &mut Tasks, id: &str) -> pb::Task {
-    tasks
-        .get_task(pb::GetTaskRequest { id: id.into() })
-        .await
-        .expect("get")
-        .into_inner()
+    tasks.get_task(pb::GetTaskRequest { id: id.into() }).await.expect("get").into_inner()
 }
 
 /// Waits for a task to reach `status`; a generous bound only, so a hang fails instead of blocking the suite.
@@ -265,11 +213,7 @@ pub async fn wait_for_status(tasks: &mut Tasks, id: &str, status: pb::TaskStatus
         if task.status() == status {
             return task;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "task {id} stuck in {:?}",
-            task.status()
-        );
+        assert!(tokio::time::Instant::now() < deadline, "task {id} stuck in {:?}", task.status());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -281,20 +225,14 @@ pub async fn pull(
     max_in_flight: i32,
 ) -> tonic::Streaming<pb::PullTasksResponse> {
     workers
-        .pull_tasks(pb::PullTasksRequest {
-            worker_id: worker_id.into(),
-            operations: vec![],
-            max_in_flight,
-        })
+        .pull_tasks(pb::PullTasksRequest { worker_id: worker_id.into(), operations: vec![], max_in_flight })
         .await
         .expect("pull")
         .into_inner()
 }
 
 /// The next assignment on a stream (skipping control messages), with a generous bound.
-pub async fn next_assignment(
-    stream: &mut tonic::Streaming<pb::PullTasksResponse>,
-) -> pb::TaskAssignment {
+pub async fn next_assignment(stream: &mut tonic::Streaming<pb::PullTasksResponse>) -> pb::TaskAssignment {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
             .await

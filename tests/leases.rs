@@ -1,0 +1,372 @@
+//! Leases: release on disconnect, expiry without heartbeats (injected clock), heartbeats, the in-flight cap,
+//! fencing of stale leases, retries, cancellation of running tasks, and draining on shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use control_tower::pb::{self, pull_tasks_response::Event};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+async fn complete(workers: &mut Workers, lease_id: &str, result: serde_json::Value) -> Result<pb::Task, tonic::Status> {
+    workers
+        .complete_task(pb::CompleteTaskRequest { lease_id: lease_id.into(), result: Some(json_struct(result)) })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn fail(workers: &mut Workers, lease_id: &str, retryable: bool) -> Result<pb::Task, tonic::Status> {
+    workers
+        .fail_task(pb::FailTaskRequest { lease_id: lease_id.into(), error: "boom".into(), retryable })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn heartbeat(workers: &mut Workers, worker_id: &str, leases: &[&str]) -> pb::HeartbeatResponse {
+    workers
+        .heartbeat(pb::HeartbeatRequest {
+            worker_id: worker_id.into(),
+            lease_ids: leases.iter().map(|l| l.to_string()).collect(),
+            draining: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn next_event(stream: &mut tonic::Streaming<pb::PullTasksResponse>) -> Event {
+    tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("a message in time")
+        .expect("stream ok")
+        .expect("stream open")
+        .event
+        .expect("an event")
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status.get_details_error_info().map(|i| i.reason).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_dropped_stream_releases_its_lease_and_the_stale_lease_cannot_complete() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let task = enqueue(&mut tasks, spec("Survive a worker that leaves")).await;
+
+    let mut first = pull(&mut workers, "worker-a", 1).await;
+    let lease_a = next_assignment(&mut first).await;
+    assert_eq!((lease_a.task.as_ref().unwrap().id.as_str(), lease_a.attempt), (task.id.as_str(), 1));
+    assert_eq!(get(&mut tasks, &task.id).await.status(), pb::TaskStatus::Running);
+    drop(first); // the worker disconnects mid-task
+
+    let requeued = wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Queued).await;
+    assert_eq!(requeued.attempt, 1);
+    let mut second = pull(&mut workers, "worker-b", 1).await;
+    let lease_b = next_assignment(&mut second).await;
+    assert_eq!((lease_b.task.as_ref().unwrap().id.as_str(), lease_b.attempt), (task.id.as_str(), 2));
+    assert_ne!(lease_a.lease_id, lease_b.lease_id);
+
+    let stale = complete(&mut workers, &lease_a.lease_id, serde_json::json!({"by": "a"})).await.unwrap_err();
+    assert_eq!((stale.code(), reason(&stale).as_str()), (Code::FailedPrecondition, "LEASE_NOT_HELD"));
+    let stale_fail = fail(&mut workers, &lease_a.lease_id, false).await.unwrap_err();
+    assert_eq!(stale_fail.code(), Code::FailedPrecondition);
+
+    let done = complete(&mut workers, &lease_b.lease_id, serde_json::json!({"by": "b"})).await.unwrap();
+    assert_eq!(done.status(), pb::TaskStatus::Completed);
+    assert_eq!(done.worker_id, "worker-b");
+    // A retried completion with the same lease is answered with what was recorded, and writes nothing.
+    let replay = complete(&mut workers, &lease_b.lease_id, serde_json::json!({"by": "b-again"})).await.unwrap();
+    assert_eq!(replay.result, done.result);
+    let completions = server
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE entity_id = '{}' AND note LIKE '%-> completed%'",
+            task.id
+        ))
+        .await;
+    assert_eq!(completions, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lease_expires_without_heartbeats() {
+    let server = TestServer::start_with(Options {
+        manual_clock: true,
+        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
+    })
+    .await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let task = enqueue(&mut tasks, spec("Expire my lease")).await;
+    let mut stream = pull(&mut workers, "silent-worker", 1).await;
+    let lease = next_assignment(&mut stream).await;
+
+    server.clock().advance(Duration::from_secs(29));
+    assert_eq!(server.state.dispatcher.reap_expired().await.unwrap(), 0, "not expired yet");
+    server.clock().advance(Duration::from_secs(2));
+    assert_eq!(server.state.dispatcher.reap_expired().await.unwrap(), 1);
+
+    // The worker is told, its slot is freed, and the task comes back to it as a new attempt.
+    let Event::Cancelled(cancelled) = next_event(&mut stream).await else { panic!("expected a cancellation") };
+    assert_eq!(cancelled.lease_id, lease.lease_id);
+    let retry = next_assignment(&mut stream).await;
+    assert_eq!((retry.task.unwrap().id, retry.attempt), (task.id.clone(), 2));
+
+    let stale = complete(&mut workers, &lease.lease_id, serde_json::json!({})).await.unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    let report = heartbeat(&mut workers, "silent-worker", &[&lease.lease_id, &retry.lease_id]).await;
+    assert_eq!(report.lost, vec![lease.lease_id.clone()]);
+    assert_eq!(report.extended, vec![retry.lease_id.clone()]);
+    let expired_entries = server
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE entity_id = '{}' AND note LIKE '%lease expired%'",
+            task.id
+        ))
+        .await;
+    assert_eq!(expired_entries, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_lease_alive() {
+    let server = TestServer::start_with(Options {
+        manual_clock: true,
+        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
+    })
+    .await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let task = enqueue(&mut tasks, spec("Keep me alive")).await;
+    let mut stream = pull(&mut workers, "busy-worker", 1).await;
+    let lease = next_assignment(&mut stream).await;
+
+    for _ in 0..5 {
+        server.clock().advance(Duration::from_secs(20));
+        let report = heartbeat(&mut workers, "busy-worker", &[&lease.lease_id]).await;
+        assert_eq!(report.extended, vec![lease.lease_id.clone()]);
+        assert_eq!(server.state.dispatcher.reap_expired().await.unwrap(), 0);
+    }
+    let other = heartbeat(&mut workers, "someone-else", &[&lease.lease_id]).await;
+    assert_eq!(other.lost, vec![lease.lease_id.clone()], "only the holder extends a lease");
+    assert_eq!(get(&mut tasks, &task.id).await.status(), pb::TaskStatus::Running);
+    let malformed = workers.heartbeat(pb::HeartbeatRequest { worker_id: "bad id!".into(), ..Default::default() }).await;
+    assert_eq!(code_of(malformed), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_holds_at_most_max_in_flight_leases() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    for i in 0..5 {
+        enqueue(&mut tasks, spec(&format!("Capped task {i}"))).await;
+    }
+    let mut stream = pull(&mut workers, "capped", 2).await;
+    let a = next_assignment(&mut stream).await;
+    let _b = next_assignment(&mut stream).await;
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'running'").await, 2);
+
+    complete(&mut workers, &a.lease_id, serde_json::json!({})).await.unwrap();
+    let c = next_assignment(&mut stream).await;
+    assert_eq!(c.attempt, 1);
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'running'").await, 2);
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'queued'").await, 2);
+
+    for (field, request) in [
+        ("max_in_flight", pb::PullTasksRequest { worker_id: "w".into(), max_in_flight: 1001, ..Default::default() }),
+        (
+            "operations",
+            pb::PullTasksRequest { worker_id: "w".into(), operations: vec!["deploy".into()], ..Default::default() },
+        ),
+        ("worker_id", pb::PullTasksRequest::default()),
+    ] {
+        let status = workers.pull_tasks(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(status.message().starts_with(field), "{}", status.message());
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn workers_only_get_the_operations_they_handle_highest_priority_first() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let mut docs = spec("Documentation work");
+    docs.operation = "docs".into();
+    let docs = enqueue(&mut tasks, docs).await;
+    let low = enqueue(&mut tasks, spec("Low priority analysis")).await;
+    let mut high = spec("High priority analysis");
+    high.priority = 10;
+    let high = enqueue(&mut tasks, high).await;
+
+    let mut stream = workers
+        .pull_tasks(pb::PullTasksRequest {
+            worker_id: "analyst".into(),
+            operations: vec!["analysis".into()],
+            max_in_flight: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_assignment(&mut stream).await;
+    assert_eq!(first.task.unwrap().id, high.id);
+    complete(&mut workers, &first.lease_id, serde_json::json!({})).await.unwrap();
+    let second = next_assignment(&mut stream).await;
+    assert_eq!(second.task.unwrap().id, low.id);
+    complete(&mut workers, &second.lease_id, serde_json::json!({})).await.unwrap();
+    assert_eq!(get(&mut tasks, &docs.id).await.status(), pb::TaskStatus::Queued, "not an operation it handles");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_until_the_attempts_run_out() {
+    let server = TestServer::start_with(Options {
+        manual_clock: true,
+        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
+    })
+    .await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let mut s = spec("Flaky work");
+    s.max_attempts = 2;
+    let task = enqueue(&mut tasks, s).await;
+    let mut stream = pull(&mut workers, "flaky", 1).await;
+
+    let first = next_assignment(&mut stream).await;
+    let requeued = fail(&mut workers, &first.lease_id, true).await.unwrap();
+    assert_eq!((requeued.status(), requeued.attempt), (pb::TaskStatus::Queued, 1));
+    assert_eq!(requeued.error, "boom");
+    let run_after = requeued.spec.unwrap().run_after.unwrap();
+    let now = control_tower::convert::timestamp(control_tower::clock::Clock::now(server.clock()));
+    assert!(
+        run_after.seconds * 1_000_000_000 + i64::from(run_after.nanos)
+            > now.seconds * 1_000_000_000 + i64::from(now.nanos)
+    );
+
+    server.clock().advance(Duration::from_secs(2));
+    server.state.dispatcher.work_available(control_tower::clock::Clock::now(server.clock()));
+    let second = next_assignment(&mut stream).await;
+    assert_eq!(second.attempt, 2);
+    let failed = fail(&mut workers, &second.lease_id, true).await.unwrap();
+    assert_eq!((failed.status(), failed.attempt), (pb::TaskStatus::Failed, 2), "attempts exhausted");
+
+    let permanent = enqueue(&mut tasks, spec("Fails for good")).await;
+    let lease = next_assignment(&mut stream).await;
+    assert_eq!(lease.task.unwrap().id, permanent.id);
+    let failed = fail(&mut workers, &lease.lease_id, false).await.unwrap();
+    assert_eq!((failed.status(), failed.attempt), (pb::TaskStatus::Failed, 1));
+    let empty_error = workers
+        .fail_task(pb::FailTaskRequest { lease_id: lease.lease_id.clone(), error: " ".into(), retryable: false })
+        .await;
+    assert_eq!(code_of(empty_error), Code::InvalidArgument);
+    assert!(get(&mut tasks, &task.id).await.completed_at.is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_tells_its_worker_and_fences_the_lease() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let task = enqueue(&mut tasks, spec("Cancel me while running")).await;
+    let mut stream = pull(&mut workers, "runner", 1).await;
+    let lease = next_assignment(&mut stream).await;
+
+    let cancelled = tasks
+        .cancel_task(pb::CancelTaskRequest { id: task.id.clone(), reason: "operator said so".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status(), pb::TaskStatus::Cancelled);
+    let Event::Cancelled(message) = next_event(&mut stream).await else { panic!("expected a cancellation") };
+    assert_eq!((message.lease_id.as_str(), message.task_id.as_str()), (lease.lease_id.as_str(), task.id.as_str()));
+    assert!(message.reason.contains("operator said so"));
+
+    let refused = complete(&mut workers, &lease.lease_id, serde_json::json!({})).await.unwrap_err();
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "TASK_CANCELLED"));
+    let report = heartbeat(&mut workers, "runner", &[&lease.lease_id]).await;
+    assert_eq!(report.cancelled, vec![lease.lease_id.clone()]);
+    assert_eq!(server.state.dispatcher.reap_expired().await.unwrap(), 0, "a cancelled task is never re-run");
+    let ended = get(&mut tasks, &task.id).await;
+    assert_eq!(ended.status(), pb::TaskStatus::Cancelled);
+    let output: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(server.task_dir(&task.id).join("output.json")).unwrap()).unwrap();
+    assert_eq!(output["status"], "cancelled");
+
+    let done = enqueue(&mut tasks, spec("Already finished")).await;
+    let lease = next_assignment(&mut stream).await;
+    complete(&mut workers, &lease.lease_id, serde_json::json!({})).await.unwrap();
+    let too_late = tasks.cancel_task(pb::CancelTaskRequest { id: done.id, reason: String::new() }).await.unwrap_err();
+    assert_eq!((too_late.code(), reason(&too_late).as_str()), (Code::FailedPrecondition, "TASK_ALREADY_ENDED"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn racing_settlements_record_exactly_one_outcome() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let n = 20;
+    for i in 0..n {
+        enqueue(&mut tasks, spec(&format!("Race to settle {i}"))).await;
+    }
+    let mut stream = pull(&mut workers, "racer", n).await;
+    let mut races = Vec::new();
+    for _ in 0..n {
+        let lease = next_assignment(&mut stream).await;
+        let (mut w1, mut w2) = (workers.clone(), workers.clone());
+        let (l1, l2) = (lease.lease_id.clone(), lease.lease_id.clone());
+        races.push(tokio::spawn(async move {
+            let (c, f) = tokio::join!(
+                complete(&mut w1, &l1, serde_json::json!({"winner": "complete"})),
+                fail(&mut w2, &l2, false)
+            );
+            (c.is_ok(), f.is_ok())
+        }));
+    }
+    for race in races {
+        let (completed, failed) = race.await.unwrap();
+        assert!(completed ^ failed, "exactly one settlement wins");
+    }
+    let settled = server
+        .count("SELECT COUNT(*) FROM audit_log WHERE note LIKE '%running -> completed%' OR note LIKE '%running -> failed%'")
+        .await;
+    assert_eq!(settled, i64::from(n));
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status IN ('completed', 'failed')").await, i64::from(n));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_streams_before_stopping() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.into() };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(health.check(check("")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(check("controltower.v1.TaskService")).await.unwrap().into_inner().status, serving);
+
+    let task = enqueue(&mut tasks, spec("Finish me during the drain")).await;
+    let mut stream = pull(&mut workers, "drained", 1).await;
+    let lease = next_assignment(&mut stream).await;
+
+    let stopping = tokio::spawn(server.stop());
+    let Event::Draining(_) = next_event(&mut stream).await else { panic!("expected the drain notice") };
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(health.check(check("")).await.unwrap().into_inner().status, not_serving);
+    let refused = workers
+        .pull_tasks(pb::PullTasksRequest { worker_id: "late".into(), max_in_flight: 1, ..Default::default() })
+        .await;
+    assert_eq!(code_of(refused), Code::Unavailable);
+
+    // Held leases can still be settled while draining; then the server stops.
+    let done = complete(&mut workers, &lease.lease_id, serde_json::json!({"drained": true})).await.unwrap();
+    assert_eq!((done.status(), done.id), (pb::TaskStatus::Completed, task.id));
+    tokio::time::timeout(Duration::from_secs(30), stopping).await.expect("stops in time").unwrap();
+}
