@@ -54,9 +54,7 @@ impl Dispatcher {
                 self.lease_withdrawn(lease_id, &task.id, "lease expired: no heartbeat before the deadline");
             }
         }
-        if !changed.is_empty() {
-            self.work_available(now);
-        }
+        self.taken_back(&changed, now).await;
         Ok(changed.len())
     }
 }

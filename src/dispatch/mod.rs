@@ -194,6 +194,16 @@ impl Dispatcher {
         }
     }
 
+    /// After leases were taken back: requeued tasks are claimable again, failed ones get their `output.json`.
+    async fn taken_back(&self, changed: &[TaskRow], now: Micros) {
+        if changed.iter().any(|t| !t.status.is_terminal()) {
+            self.work_available(now);
+        }
+        for task in changed.iter().filter(|t| t.status.is_terminal()) {
+            self.record_outcome(task).await;
+        }
+    }
+
     /// The worker is shutting down: stop granting leases to its streams.
     pub fn worker_draining(&self, worker_id: &str) {
         let streams: Vec<_> = self.streams.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();

@@ -99,11 +99,7 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
     }
     let now = dispatcher.clock.now();
     match tasks::take_back_leases(&dispatcher.db, now, LeaseLoss::StreamClosed, &held).await {
-        Ok(changed) => {
-            if !changed.is_empty() {
-                dispatcher.work_available(now);
-            }
-        }
+        Ok(changed) => dispatcher.taken_back(&changed, now).await,
         // The reaper takes these back at their deadline.
         Err(err) => {
             tracing::error!(error = %err, leases = held.len(), "could not release the leases of a closed stream")

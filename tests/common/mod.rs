@@ -149,7 +149,8 @@ impl TestServer {
     }
 }
 
-async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
+/// A new empty database: a SQLite file in `dir`, or a new PostgreSQL database (returned by name to drop later).
+pub async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
     match postgres_admin_url() {
         None => (format!("sqlite://{}?mode=rwc", dir.path().join("control-tower.db").display()), None),
         Some(admin) => {
@@ -175,7 +176,7 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-async fn drop_database(admin: &str, name: &str) {
+pub async fn drop_database(admin: &str, name: &str) {
     if let Ok(conn) = Database::connect(admin).await {
         let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         conn.close().await.ok();
@@ -251,4 +252,64 @@ pub fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::C
 
 pub fn json_struct(value: serde_json::Value) -> prost_types::Struct {
     control_tower::json::json_to_struct(&value)
+}
+
+/// A `control-tower` process (server or worker) whose output goes to a log file, killed if the test forgets to.
+pub struct Process {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)], log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_control-tower"))
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn control-tower");
+        Self { child, log }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a child process we own.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits for the process to exit on its own (bounded, so a hang fails the test).
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "process did not exit; log:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` holds (bounded).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,177 @@
+//! PushTrace: files land in the task's trace folder, resumed uploads are idempotent, names cannot escape the
+//! folder, size limits hold, stale leases are refused, and each attempt's trace is kept apart.
+
+mod common;
+
+use common::*;
+use control_tower::{pb, trace::TraceLimits};
+use tonic::Code;
+
+fn chunk(lease: &str, file: &str, offset: u64, data: &str, eof: bool) -> pb::TraceChunk {
+    pb::TraceChunk { lease_id: lease.into(), file: file.into(), offset, data: data.as_bytes().to_vec(), eof }
+}
+
+async fn push(workers: &mut Workers, chunks: Vec<pb::TraceChunk>) -> Result<pb::PushTraceResponse, tonic::Status> {
+    workers.push_trace(tokio_stream::iter(chunks)).await.map(|r| r.into_inner())
+}
+
+/// A running task and its lease.
+async fn leased(server: &TestServer, workers: &mut Workers) -> (pb::Task, pb::TaskAssignment) {
+    let mut tasks = server.tasks().await;
+    let task = enqueue(&mut tasks, spec("Produce a trace")).await;
+    let mut stream = pull(workers, "tracer", 1).await;
+    let lease = next_assignment(&mut stream).await;
+    // Keep the stream (and so the lease) alive for the rest of the test.
+    tokio::spawn(async move { while let Ok(Some(_)) = stream.message().await {} });
+    (task, lease)
+}
+
+#[tokio::test]
+async fn uploads_land_in_the_trace_folder_and_resume_idempotently() {
+    let server = TestServer::start().await;
+    let mut workers = server.workers().await;
+    let (task, lease) = leased(&server, &mut workers).await;
+    let l = lease.lease_id.as_str();
+
+    let summary =
+        push(&mut workers, vec![chunk(l, "log.txt", 0, "hello\n", false), chunk(l, "log.txt", 6, "world\n", true)])
+            .await
+            .unwrap();
+    assert_eq!((summary.bytes_written, summary.bytes_skipped), (12, 0));
+    assert_eq!(summary.files, vec![pb::TraceFileSummary { file: "log.txt".into(), size_bytes: 12 }]);
+
+    // A resumed upload resends from 0: what is on disk is skipped, only the new tail is written.
+    let summary = push(
+        &mut workers,
+        vec![chunk(l, "log.txt", 0, "hello\nworld\n", false), chunk(l, "log.txt", 10, "d\nmore\n", true)],
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.bytes_written, summary.bytes_skipped), (5, 14));
+    let dir = server.task_dir(&task.id);
+    assert_eq!(std::fs::read_to_string(dir.join("log.txt")).unwrap(), "hello\nworld\nmore\n");
+
+    let gap = push(&mut workers, vec![chunk(l, "log.txt", 100, "x", false)]).await.unwrap_err();
+    assert_eq!(gap.code(), Code::InvalidArgument);
+    assert!(gap.message().starts_with("offset: "), "{}", gap.message());
+
+    push(&mut workers, vec![chunk(l, "reports/lint.json", 0, "{\"ok\":true}", true)]).await.unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join("reports/lint.json")).unwrap(), "{\"ok\":true}");
+    assert!(dir.join("input.json").is_file(), "the server wrote input.json at lease time");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn file_names_cannot_escape_the_trace_folder() {
+    let server = TestServer::start().await;
+    let mut workers = server.workers().await;
+    let (task, lease) = leased(&server, &mut workers).await;
+    for name in [
+        "",
+        "../escape.txt",
+        "a/../../escape.txt",
+        "/tmp/absolute.txt",
+        "./log.txt",
+        "a//b.txt",
+        ".hidden",
+        "a/b/c/d/too-deep.txt",
+        "bad name.txt",
+        "back\\slash.txt",
+        "input.json",
+        "output.json",
+        "attempts/1/log.txt",
+    ] {
+        let status = push(&mut workers, vec![chunk(&lease.lease_id, name, 0, "x", true)]).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{name:?}");
+        assert!(status.message().starts_with("file: "), "{name:?}: {}", status.message());
+    }
+    assert!(!server.trace_root.join("escape.txt").exists());
+    assert!(!server.trace_root.parent().unwrap().join("escape.txt").exists());
+    let input = std::fs::read_to_string(server.task_dir(&task.id).join("input.json")).unwrap();
+    assert!(input.contains(&task.id), "input.json untouched");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn size_limits_give_resource_exhausted() {
+    let server =
+        TestServer::configured(|c| c.trace_limits = TraceLimits { max_file_bytes: 1000, max_task_bytes: 1500 }).await;
+    let mut workers = server.workers().await;
+    let (task, lease) = leased(&server, &mut workers).await;
+    let l = lease.lease_id.as_str();
+
+    let too_big = push(&mut workers, vec![chunk(l, "big.txt", 0, &"x".repeat(1001), true)]).await.unwrap_err();
+    assert_eq!(too_big.code(), Code::ResourceExhausted);
+    assert!(too_big.message().contains("per-file limit of 1000 bytes"), "{}", too_big.message());
+
+    push(&mut workers, vec![chunk(l, "a.txt", 0, &"a".repeat(900), true)]).await.unwrap();
+    let over_task = push(&mut workers, vec![chunk(l, "b.txt", 0, &"b".repeat(700), true)]).await.unwrap_err();
+    assert_eq!(over_task.code(), Code::ResourceExhausted);
+    assert!(over_task.message().contains("per-task limit of 1500 bytes"), "{}", over_task.message());
+    push(&mut workers, vec![chunk(l, "b.txt", 0, &"b".repeat(600), true)]).await.unwrap();
+    let dir = server.task_dir(&task.id);
+    assert_eq!(std::fs::metadata(dir.join("a.txt")).unwrap().len(), 900);
+    assert_eq!(std::fs::metadata(dir.join("b.txt")).unwrap().len(), 600);
+    assert_eq!(std::fs::metadata(dir.join("big.txt")).map(|m| m.len()).unwrap_or(0), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_held_lease_may_upload() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let unknown = push(&mut workers, vec![chunk("0123456789abcdef", "log.txt", 0, "x", true)]).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::FailedPrecondition);
+    let missing = push(&mut workers, vec![chunk("", "log.txt", 0, "x", true)]).await.unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument);
+
+    let task = enqueue(&mut tasks, spec("Lose the lease")).await;
+    let mut stream = pull(&mut workers, "leaver", 1).await;
+    let lease = next_assignment(&mut stream).await;
+    drop(stream);
+    wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Queued).await;
+    let stale = push(&mut workers, vec![chunk(&lease.lease_id, "log.txt", 0, "late", true)]).await.unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    assert!(!server.task_dir(&task.id).join("log.txt").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_attempt_keeps_its_own_trace() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let task = enqueue(&mut tasks, spec("Try twice")).await;
+
+    let mut first = pull(&mut workers, "first", 1).await;
+    let one = next_assignment(&mut first).await;
+    push(&mut workers, vec![chunk(&one.lease_id, "log.txt", 0, "attempt one\n", true)]).await.unwrap();
+    drop(first);
+    wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Queued).await;
+
+    let mut second = pull(&mut workers, "second", 1).await;
+    let two = next_assignment(&mut second).await;
+    assert_eq!(two.attempt, 2);
+    push(&mut workers, vec![chunk(&two.lease_id, "log.txt", 0, "attempt two\n", true)]).await.unwrap();
+    workers
+        .complete_task(pb::CompleteTaskRequest {
+            lease_id: two.lease_id.clone(),
+            result: Some(json_struct(serde_json::json!({"n": 2}))),
+        })
+        .await
+        .unwrap();
+
+    let dir = server.task_dir(&task.id);
+    assert_eq!(std::fs::read_to_string(dir.join("log.txt")).unwrap(), "attempt two\n");
+    assert_eq!(std::fs::read_to_string(dir.join("attempts/1/log.txt")).unwrap(), "attempt one\n");
+    let input_now: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("input.json")).unwrap()).unwrap();
+    let input_then: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("attempts/1/input.json")).unwrap()).unwrap();
+    assert_eq!((input_now["attempt"].as_i64(), input_then["attempt"].as_i64()), (Some(2), Some(1)));
+    assert_eq!((input_now["worker_id"].as_str(), input_then["worker_id"].as_str()), (Some("second"), Some("first")));
+    let output: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("output.json")).unwrap()).unwrap();
+    assert_eq!(output["result"], serde_json::json!({"n": 2}));
+    assert_eq!(output["status"], "completed");
+    server.stop().await;
+}
