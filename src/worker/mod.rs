@@ -24,7 +24,7 @@ use tonic::{
 };
 
 pub use exec::ExecHandler;
-pub use handler::{EchoHandler, Handler, LogSink, Outcome, TaskContext};
+pub use handler::{BoxFuture, EchoHandler, Handler, LogSink, Outcome, TaskContext};
 
 use crate::{
     json::json_to_struct,
