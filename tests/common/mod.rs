@@ -37,11 +37,13 @@ pub struct TestServer {
     postgres_db: Option<String>,
 }
 
+pub type Configure = Box<dyn FnOnce(&mut ServerConfig) + Send>;
+
 #[derive(Default)]
 pub struct Options {
     /// Drive time by hand instead of the wall clock.
     pub manual_clock: bool,
-    pub configure: Option<Box<dyn FnOnce(&mut ServerConfig) + Send>>,
+    pub configure: Option<Configure>,
 }
 
 impl TestServer {
