@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use control_tower::pb;
-use tonic::Request;
+use tonic::{Request, transport::Channel};
 
 fn read_json(path: std::path::PathBuf) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
@@ -180,8 +180,33 @@ async fn a_killed_worker_process_loses_its_lease_and_another_finishes_the_task()
     server.stop().await;
 }
 
+/// Starts `control-tower serve` on a fixed port and waits until it answers.
+async fn serve_process(dir: &std::path::Path, database_url: &str, listen: &str, log: &str) -> (Process, Channel) {
+    let traces = dir.join("traces");
+    let mut server = Process::spawn(
+        &["serve"],
+        &[
+            ("DATABASE_URL", database_url),
+            ("JCT_LISTEN_ADDR", listen),
+            ("JCT_TRACE_ROOT", traces.to_str().unwrap()),
+            ("JCT_ALLOWED_REPO_PREFIXES", "acme/"),
+        ],
+        dir.join(log),
+    );
+    let url = format!("http://{listen}");
+    loop {
+        match Channel::from_shared(url.clone()).unwrap().connect().await {
+            Ok(channel) => return (server, channel),
+            Err(_) => {
+                assert!(server.child.try_wait().unwrap().is_none(), "server exited: {}", server.output());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test]
-async fn server_and_worker_processes_shut_down_gracefully_on_sigterm() {
+async fn server_and_worker_processes_shut_down_gracefully_and_the_worker_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_db) = fresh_database(&dir).await;
     let port = {
@@ -189,27 +214,8 @@ async fn server_and_worker_processes_shut_down_gracefully_on_sigterm() {
         probe.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let traces = dir.path().join("traces");
-    let mut server = Process::spawn(
-        &["serve"],
-        &[
-            ("DATABASE_URL", database_url.as_str()),
-            ("JCT_LISTEN_ADDR", listen.as_str()),
-            ("JCT_TRACE_ROOT", traces.to_str().unwrap()),
-            ("JCT_ALLOWED_REPO_PREFIXES", "acme/"),
-        ],
-        dir.path().join("server.log"),
-    );
     let url = format!("http://{listen}");
-    let channel = loop {
-        match tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await {
-            Ok(channel) => break channel,
-            Err(_) => {
-                assert!(server.child.try_wait().unwrap().is_none(), "server exited: {}", server.output());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let (mut server, channel) = serve_process(dir.path(), &database_url, &listen, "server.log").await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let serving = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
     assert_eq!(serving.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
@@ -219,20 +225,26 @@ async fn server_and_worker_processes_shut_down_gracefully_on_sigterm() {
         Process::spawn(&["worker", "--server", &url, "--worker-id", "graceful"], &[], dir.path().join("worker.log"));
     let task = enqueue(&mut tasks, spec("Before the shutdown")).await;
     wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Completed).await;
-    assert!(traces.join(&task.id).join("output.json").is_file());
+    assert!(dir.path().join("traces").join(&task.id).join("output.json").is_file());
 
     server.signal(libc::SIGTERM);
     let status = server.wait().await;
     assert!(status.success(), "server exit {status:?}; log:\n{}", server.output());
     assert!(server.output().contains("stopped"), "{}", server.output());
-    // The worker outlives the server, retrying, until it is told to stop.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(worker.child.try_wait().unwrap().is_none(), "the worker keeps running: {}", worker.output());
+    let server_log = server.output();
+    assert!(!server_log.contains("ERROR") && !server_log.contains("panicked"), "{server_log}");
+
+    // The worker stays up while the server is away and picks up work again once it is back.
+    let (_restarted, channel) = serve_process(dir.path(), &database_url, &listen, "server2.log").await;
+    assert!(worker.child.try_wait().unwrap().is_none(), "the worker kept running: {}", worker.output());
+    let mut tasks = pb::task_service_client::TaskServiceClient::new(channel);
+    let after = enqueue(&mut tasks, spec("After the restart")).await;
+    let done = wait_for_status(&mut tasks, &after.id, pb::TaskStatus::Completed).await;
+    assert_eq!(done.worker_id, "graceful");
+
     worker.signal(libc::SIGTERM);
     let status = worker.wait().await;
     assert!(status.success(), "worker exit {status:?}; log:\n{}", worker.output());
-    let server_log = server.output();
-    assert!(!server_log.contains("ERROR") && !server_log.contains("panicked"), "{server_log}");
     if let (Some(admin), Some(db)) = (postgres_admin_url(), postgres_db) {
         drop_database(&admin, &db).await;
     }

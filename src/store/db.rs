@@ -33,8 +33,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .idle_timeout(None)
             .max_lifetime(None)
             .map_sqlx_sqlite_opts(|opts| {
+                // FULL: a commit is on disk before we acknowledge it, so an acknowledged task survives a power
+                // loss, not only a crash of the process.
                 opts.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });

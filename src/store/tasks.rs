@@ -671,19 +671,3 @@ pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<
     let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
     Ok(task.filter(|t| t.status != TaskStatus::Queued))
 }
-
-/// Whether `lease_id` still holds its task, for the dispatcher's bookkeeping.
-pub async fn running_leases(db: &impl ConnectionTrait, lease_ids: &[String]) -> Result<Vec<String>> {
-    if lease_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = Tasks::find()
-        .select_only()
-        .column(Column::LeaseId)
-        .filter(Column::LeaseId.is_in(lease_ids.iter().map(String::as_str)))
-        .filter(Column::Status.eq(TaskStatus::Running))
-        .into_tuple::<Option<String>>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().flatten().collect())
-}
