@@ -1,7 +1,7 @@
 //! Conversions between stored rows and protobuf messages, and the JSON document of a task that workers and trace
 //! folders see (`input.json`, the stdin of `--exec` commands).
 
-use prost_types::Timestamp;
+use pbjson_types::Timestamp;
 use serde_json::{Value as Json, json};
 
 use crate::{
@@ -112,10 +112,10 @@ impl From<TaskRow> for pb::Task {
 }
 
 fn time_json(ts: &Option<Timestamp>) -> Json {
-    ts.as_ref().map_or(Json::Null, |t| Json::String(t.to_string()))
+    ts.as_ref().and_then(|t| serde_json::to_value(t).ok()).unwrap_or(Json::Null)
 }
 
-fn struct_json(s: &Option<prost_types::Struct>) -> Json {
+fn struct_json(s: &Option<pbjson_types::Struct>) -> Json {
     s.clone().map_or_else(|| json!({}), struct_to_json)
 }
 

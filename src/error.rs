@@ -25,6 +25,29 @@ impl FieldViolation {
     }
 }
 
+/// Collects every violation of a request before answering, so that the caller can fix them all at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn push(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// Lengths count characters, not bytes, so that the limits mean the same for every script.
+    pub fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let len = value.chars().count();
+        if len < min || len > max {
+            let rule = if min == 0 { format!("at most {max}") } else { format!("{min}-{max}") };
+            self.push(field, format!("must be {rule} characters, got {len}"));
+        }
+    }
+
+    pub fn into_result(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]

@@ -4,7 +4,7 @@
 //! JSON, and is stored as JSON in the database. Integral numbers come back as integers, so `{"n": 1}` round-trips
 //! as `1` and not `1.0`.
 
-use prost_types::{ListValue, Struct, Value, value::Kind};
+use pbjson_types::{ListValue, Struct, Value, value::Kind};
 use serde_json::{Map, Number, Value as Json};
 
 /// The largest integer an f64 holds exactly (2^53).

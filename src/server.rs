@@ -11,11 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    api::{TaskServiceImpl, WorkerServiceImpl},
+    api::{AuditServiceImpl, CwomServiceImpl, TaskServiceImpl, WorkerServiceImpl},
     clock::SharedClock,
     config::ServerConfig,
     dispatch::{Dispatcher, spawn_maintenance},
-    pb::{self, task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer},
+    pb::{
+        self, audit_service_server::AuditServiceServer, cwom_service_server::CwomServiceServer,
+        task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
+    },
     spec::{Policy, policy::ALLOWED_REPO_PREFIXES_VAR},
     store::{audit::Actor, db},
     trace::TraceStore,
@@ -31,10 +34,17 @@ pub struct AppState {
     pub default_max_attempts: i32,
     /// Recorded as the actor of operator calls.
     pub operator: Actor,
+    /// Cancelled when the server starts shutting down: long-lived watch streams end on it.
+    pub shutting_down: CancellationToken,
 }
 
 /// Services whose health is reported besides the server as a whole ("").
-const SERVICES: [&str; 2] = ["controltower.v1.TaskService", "controltower.v1.WorkerService"];
+const SERVICES: [&str; 4] = [
+    "controltower.v1.TaskService",
+    "controltower.v1.WorkerService",
+    "controltower.v1.CwomService",
+    "controltower.v1.AuditService",
+];
 /// How often the health loop checks that the database answers.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -73,6 +83,7 @@ impl Server {
             traces,
             default_max_attempts: config.default_max_attempts,
             operator: Actor::new("human", config.operator_id),
+            shutting_down: CancellationToken::new(),
         });
         Ok(Self { state, drain_timeout: config.drain_timeout })
     }
@@ -112,7 +123,9 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(TaskServiceServer::new(TaskServiceImpl::new(state.clone())))
-            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(state.clone())));
+            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(state.clone())))
+            .add_service(CwomServiceServer::new(CwomServiceImpl::new(state.clone())))
+            .add_service(AuditServiceServer::new(AuditServiceImpl::new(state.clone())));
         let stop = transport_stop.clone();
         let mut transport = tokio::spawn(async move {
             router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()).await
@@ -130,6 +143,7 @@ impl Server {
 
         tracing::info!("shutting down: draining worker streams");
         health_stop.cancel();
+        state.shutting_down.cancel();
         let _ = health_loop.await;
         set_health(&health, ServingStatus::NotServing).await;
         state.dispatcher.drain(self.drain_timeout).await;

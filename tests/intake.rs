@@ -35,7 +35,7 @@ const VALIDATION_CASES: &[(&str, Mutation)] = &[
     ("priority", |s| s.priority = -1001),
     ("max_attempts", |s| s.max_attempts = 101),
     ("max_attempts", |s| s.max_attempts = -1),
-    ("run_after", |s| s.run_after = Some(prost_types::Timestamp { seconds: 0, nanos: -1 })),
+    ("run_after", |s| s.run_after = Some(pbjson_types::Timestamp { seconds: 0, nanos: -1 })),
 ];
 
 #[tokio::test]
@@ -43,7 +43,7 @@ async fn every_validation_rule_names_its_field() {
     let server = TestServer::start().await;
     let mut tasks = server.tasks().await;
 
-    let missing = tasks.enqueue_task(pb::EnqueueTaskRequest { spec: None }).await.unwrap_err();
+    let missing = tasks.enqueue_task(pb::EnqueueTaskRequest { spec: None, create_cwom: false }).await.unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
     assert!(missing.message().contains("spec: is required"), "{}", missing.message());
 
@@ -253,7 +253,7 @@ async fn a_batch_reports_each_item_on_its_own() {
         request(keyed.clone()),
         request(keyed),
         request(repeat_existing),
-        pb::EnqueueTaskRequest { spec: None },
+        pb::EnqueueTaskRequest { spec: None, create_cwom: false },
     ];
     let results = tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests: items }).await.unwrap().into_inner().results;
     use pb::enqueue_task_result::Outcome;

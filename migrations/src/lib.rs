@@ -7,12 +7,19 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261120_000001_create_tasks;
 mod m20261120_000002_create_audit_log;
+mod m20261121_000003_create_cwom;
+mod m20261121_000004_audit_cursor;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261120_000001_create_tasks::Migration), Box::new(m20261120_000002_create_audit_log::Migration)]
+        vec![
+            Box::new(m20261120_000001_create_tasks::Migration),
+            Box::new(m20261120_000002_create_audit_log::Migration),
+            Box::new(m20261121_000003_create_cwom::Migration),
+            Box::new(m20261121_000004_audit_cursor::Migration),
+        ]
     }
 }

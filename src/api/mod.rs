@@ -1,9 +1,14 @@
 //! The gRPC services: thin adapters that validate requests, call the store and the dispatcher, and convert.
 
+pub mod audit;
+pub mod cwom;
 pub mod metadata;
+pub mod paging;
 pub mod tasks;
 pub mod workers;
 
+pub use audit::AuditServiceImpl;
+pub use cwom::CwomServiceImpl;
 pub use tasks::TaskServiceImpl;
 pub use workers::WorkerServiceImpl;
 

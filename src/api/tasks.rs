@@ -1,18 +1,26 @@
 //! controltower.v1.TaskService.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{metadata, parse_task_id};
+use super::{audit as audit_api, metadata, paging, parse_task_id};
 use crate::{
-    convert::status_from_pb,
+    convert::{status_from_pb, timestamp},
     error::{Error, Result},
     pb::{self, task_service_server::TaskService},
     server::AppState,
     spec::{self, NewTask},
-    store::tasks::{self, EnqueueContext, TaskFilter},
+    store::{
+        audit::Filter as AuditFilter,
+        entity::{
+            audit_log::Model as AuditRow,
+            task::{self as task_entity, Model as TaskRow, TaskStatus},
+        },
+        tasks::{self, EnqueueContext, TaskFilter},
+    },
 };
 
 /// Items per EnqueueTasks call.
@@ -36,25 +44,24 @@ impl TaskServiceImpl {
         Ok(task)
     }
 
-    fn context(&self, trace_id: String) -> EnqueueContext {
-        EnqueueContext { trace_id, default_max_attempts: self.state.default_max_attempts }
+    fn context(&self, trace_id: String, create_cwom: bool) -> EnqueueContext {
+        EnqueueContext { trace_id, default_max_attempts: self.state.default_max_attempts, create_cwom }
     }
 
     async fn enqueue(&self, request: Request<pb::EnqueueTaskRequest>) -> Result<Response<pb::EnqueueTaskResponse>> {
         let trace_id = metadata::trace_id(request.metadata())?.unwrap_or_else(metadata::new_trace_id);
-        let new_task = self.admit(request.into_inner().spec)?;
+        let request = request.into_inner();
+        let new_task = self.admit(request.spec)?;
         let now = self.state.clock.now();
-        let enqueued = tasks::enqueue(&self.state.db, now, new_task, &self.context(trace_id)).await?;
+        let ctx = self.context(trace_id, request.create_cwom);
+        let enqueued = tasks::enqueue(&self.state.db, now, new_task, &ctx).await?;
         if enqueued.created {
             self.state.dispatcher.work_available(enqueued.task.run_after);
         }
         tracing::info!(task_id = %enqueued.task.id, trace_id = %enqueued.task.trace_id, created = enqueued.created, "enqueue");
-        let mut response =
-            Response::new(pb::EnqueueTaskResponse { created: enqueued.created, task: Some(enqueued.task.into()) });
-        if let Some(task) = &response.get_ref().task {
-            let trace_id = task.trace_id.clone();
-            metadata::set_trace_id(response.metadata_mut(), &trace_id);
-        }
+        let trace_id = enqueued.task.trace_id.clone();
+        let mut response = Response::new(response_of(enqueued));
+        metadata::set_trace_id(response.metadata_mut(), &trace_id);
         Ok(response)
     }
 
@@ -75,27 +82,24 @@ impl TaskServiceImpl {
                 Ok(task) => {
                     let trace_id = shared_trace_id.clone().unwrap_or_else(metadata::new_trace_id);
                     outcomes.push(Ok(admitted.len()));
-                    admitted.push((task, self.context(trace_id)));
+                    admitted.push((task, self.context(trace_id, item.create_cwom)));
                 }
                 Err(err) => outcomes.push(Err(err)),
             }
         }
         let now = self.state.clock.now();
         let enqueued = tasks::enqueue_many(&self.state.db, now, admitted).await?;
-        if let Some(earliest) = enqueued.iter().filter(|e| e.created).map(|e| e.task.run_after).min() {
-            self.state.dispatcher.work_available(earliest);
+        for created in enqueued.iter().filter(|e| e.created) {
+            self.state.dispatcher.work_available(created.task.run_after);
         }
         let mut enqueued: Vec<Option<tasks::Enqueued>> = enqueued.into_iter().map(Some).collect();
         let results = outcomes
             .into_iter()
             .map(|outcome| {
-                let outcome = match outcome {
-                    Ok(index) => {
-                        let e = enqueued[index].take();
-                        pb::enqueue_task_result::Outcome::Enqueued(pb::EnqueueTaskResponse {
-                            created: e.as_ref().is_some_and(|e| e.created),
-                            task: e.map(|e| e.task.into()),
-                        })
+                let outcome = match outcome.map(|index| enqueued[index].take()) {
+                    Ok(Some(e)) => pb::enqueue_task_result::Outcome::Enqueued(response_of(e)),
+                    Ok(None) => {
+                        pb::enqueue_task_result::Outcome::Error(item_error(Error::internal("batch", "missing result")))
                     }
                     Err(err) => pb::enqueue_task_result::Outcome::Error(item_error(err)),
                 };
@@ -106,33 +110,20 @@ impl TaskServiceImpl {
     }
 
     async fn list(&self, request: pb::ListTasksRequest) -> Result<pb::ListTasksResponse> {
-        let page_size = match request.page_size {
-            n if n < 0 => {
-                return Err(Error::invalid("page_size", format!("must not be negative, got {n}")));
-            }
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as u64).min(MAX_PAGE_SIZE),
-        };
-        let status = pb::TaskStatus::try_from(request.status)
-            .map_err(|_| Error::invalid("status", format!("unknown TaskStatus value {}", request.status)))?;
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
-        let filter = TaskFilter {
-            status: status_from_pb(status),
-            operation: non_empty(request.operation),
-            requested_by_kind: non_empty(request.requested_by_kind),
-            target_repo: non_empty(request.target_repo).map(|r| spec::normalise_repo(&r)),
-            worker_id: non_empty(request.worker_id),
-        };
-        let after = match request.page_token.as_str() {
-            "" => None,
-            token => Some(PageToken::decode(token, &filter)?),
-        };
-        let mut rows = tasks::list(&self.state.db, &filter, after.as_deref(), page_size + 1).await?;
-        let next_page_token = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
-            rows.last().map(|last| PageToken::encode(&last.id, &filter)).unwrap_or_default()
-        } else {
-            String::new()
+        let limit = paging::page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let filter = task_filter(
+            request.status,
+            request.operation,
+            request.requested_by_kind,
+            request.target_repo,
+            request.worker_id,
+        )?;
+        let after = paging::after_string(paging::decode(&request.page_token, &filter)?)?;
+        let rows = tasks::list(&self.state.db, &filter, after.as_deref(), limit + 1).await?;
+        let (rows, more) = paging::split_page(rows, limit);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => paging::encode(&serde_json::json!(last.id), &filter),
+            _ => String::new(),
         };
         Ok(pb::ListTasksResponse { tasks: rows.iter().map(pb::Task::from).collect(), next_page_token })
     }
@@ -157,6 +148,29 @@ impl TaskServiceImpl {
     }
 }
 
+fn response_of(e: tasks::Enqueued) -> pb::EnqueueTaskResponse {
+    pb::EnqueueTaskResponse { created: e.created, cwom: e.cwom.map(Into::into), task: Some(e.task.into()) }
+}
+
+fn task_filter(
+    status: i32,
+    operation: String,
+    requested_by_kind: String,
+    target_repo: String,
+    worker_id: String,
+) -> Result<TaskFilter> {
+    let status = pb::TaskStatus::try_from(status)
+        .map_err(|_| Error::invalid("status", format!("unknown TaskStatus value {status}")))?;
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    Ok(TaskFilter {
+        status: status_from_pb(status),
+        operation: non_empty(operation),
+        requested_by_kind: non_empty(requested_by_kind),
+        target_repo: non_empty(target_repo).map(|r| spec::normalise_repo(&r)),
+        worker_id: non_empty(worker_id),
+    })
+}
+
 /// The per-item form of an error in a batch.
 pub fn item_error(err: Error) -> pb::ItemError {
     let field_violations = match &err {
@@ -174,29 +188,48 @@ pub fn item_error(err: Error) -> pb::ItemError {
     }
 }
 
-/// An opaque ListTasks cursor: the last id returned and the filter it belongs to (AIP-158: a token is only valid
-/// with the same filter).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PageToken {
-    after: String,
-    filter: TaskFilter,
+fn status_of(state: Option<&serde_json::Value>) -> pb::TaskStatus {
+    state
+        .and_then(|s| s.get("status"))
+        .and_then(|s| s.as_str())
+        .and_then(TaskStatus::parse)
+        .map_or(pb::TaskStatus::Unspecified, pb::TaskStatus::from)
 }
 
-impl PageToken {
-    fn encode(after: &str, filter: &TaskFilter) -> String {
-        let token = PageToken { after: after.to_owned(), filter: filter.clone() };
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
-    }
-
-    fn decode(token: &str, filter: &TaskFilter) -> Result<String> {
-        let bad = || Error::invalid("page_token", "is not a token returned by ListTasks");
-        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-        let token: PageToken = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        if token.filter != *filter {
-            return Err(Error::invalid("page_token", "was issued for different filters; repeat the same filters"));
+/// Task events for a batch of audit entries: each entry with the task as it is now, if it passes the filter.
+async fn task_events(state: Arc<AppState>, filter: TaskFilter, rows: Vec<AuditRow>) -> Result<Vec<pb::TaskEvent>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.entity_id.as_str()).collect();
+    let tasks: HashMap<String, TaskRow> = task_entity::Entity::find()
+        .filter(task_entity::Column::Id.is_in(ids))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id.clone(), t))
+        .collect();
+    let mut events = Vec::new();
+    for row in rows {
+        let Some(task) = tasks.get(&row.entity_id) else { continue };
+        let to_status = status_of(row.after.as_ref());
+        if filter.status.is_some_and(|s| pb::TaskStatus::from(s) != to_status)
+            || filter.operation.as_ref().is_some_and(|o| *o != task.operation)
+            || filter.requested_by_kind.as_ref().is_some_and(|k| *k != task.requested_by_kind)
+            || filter.target_repo.as_ref().is_some_and(|r| *r != task.target_repo)
+            || filter.worker_id.as_ref().is_some_and(|w| Some(w) != task.worker_id.as_ref())
+        {
+            continue;
         }
-        Ok(token.after)
+        events.push(pb::TaskEvent {
+            task: Some(task.into()),
+            action: row.action.clone(),
+            from_status: status_of(row.before.as_ref()).into(),
+            to_status: to_status.into(),
+            note: row.note.clone().unwrap_or_default(),
+            actor_id: row.actor_id.clone(),
+            at: Some(timestamp(row.ts)),
+            cursor: crate::store::audit::Cursor::of(&row).encode(),
+        });
     }
+    Ok(events)
 }
 
 #[tonic::async_trait]
@@ -235,5 +268,22 @@ impl TaskService for TaskServiceImpl {
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().id))]
     async fn cancel_task(&self, request: Request<pb::CancelTaskRequest>) -> Result<Response<pb::Task>, Status> {
         Ok(Response::new(self.cancel(request.into_inner()).await?))
+    }
+
+    type WatchTasksStream = ReceiverStream<Result<pb::TaskEvent, Status>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_tasks(
+        &self,
+        request: Request<pb::WatchTasksRequest>,
+    ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        let r = request.into_inner();
+        let filter = task_filter(r.status, r.operation, r.requested_by_kind, r.target_repo, r.worker_id)?;
+        let cursor = audit_api::start(&self.state, &r.cursor).await?;
+        let audit_filter = AuditFilter { entity_kind: Some(tasks::ENTITY_KIND.to_owned()), ..Default::default() };
+        let stream = audit_api::follow(self.state.clone(), audit_filter, cursor, move |state, rows| {
+            task_events(state, filter.clone(), rows)
+        });
+        Ok(Response::new(stream))
     }
 }

@@ -22,12 +22,21 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::Status;
 
+use sea_orm::TransactionTrait;
+
 use crate::{
     clock::{Micros, SharedClock, duration_micros},
     convert::output_document,
     pb,
-    store::entity::task::Model as TaskRow,
     store::tasks::Backoff,
+    store::{
+        audit::Actor,
+        cwom::{
+            Change,
+            task_model::{self, TraceFile},
+        },
+        entity::task::{Model as TaskRow, TaskStatus},
+    },
     trace::TraceStore,
 };
 
@@ -184,14 +193,33 @@ impl Dispatcher {
         self.lease_ended(lease_id);
     }
 
-    /// Writes `output.json` for a task that ended after being leased at least once.
+    /// Writes `output.json` for a task that ended after being leased at least once and, when the task has a work
+    /// model and ran to an end, records each file of its trace folder as an Artifact of its last run.
     pub async fn record_outcome(&self, task: &TaskRow) {
         if !task.status.is_terminal() || task.attempt == 0 {
             return;
         }
         if let Err(err) = self.traces.write_output(&task.id, &output_document(task)).await {
             tracing::error!(task_id = %task.id, error = %err, "could not write output.json");
+            return;
         }
+        if task.cwom_issue_id.is_none() || task.status == TaskStatus::Cancelled {
+            return;
+        }
+        if let Err(err) = self.record_artifacts(task).await {
+            tracing::error!(task_id = %task.id, error = %err, "could not record the trace files as artifacts");
+        }
+    }
+
+    async fn record_artifacts(&self, task: &TaskRow) -> crate::error::Result<()> {
+        let files = self.traces.files(&task.id).await.map_err(|e| crate::error::Error::internal("trace files", e))?;
+        let files: Vec<_> =
+            files.into_iter().map(|f| TraceFile { name: f.name, uri: f.uri, sha256: f.sha256, size: f.size }).collect();
+        let change = Change { now: self.clock.now(), actor: Actor::server(), trace_id: task.trace_id.clone() };
+        let txn = self.db.begin().await?;
+        task_model::record_trace_files(&txn, &change, task, &files).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// After leases were taken back: requeued tasks are claimable again, failed ones get their `output.json`.

@@ -131,7 +131,7 @@ async fn claim_and_push(
             dispatcher.hold(entry, lease_id);
         }
     }
-    let lease_timeout = prost_types::Duration::try_from(dispatcher.config.lease_timeout).unwrap_or_default();
+    let lease_timeout = pbjson_types::Duration::from(dispatcher.config.lease_timeout);
     for row in &claimed {
         let task = pb::Task::from(row);
         if let Err(err) = dispatcher.traces.begin_attempt(&row.id, row.attempt, &task_document(&task)).await {

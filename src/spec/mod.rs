@@ -5,12 +5,12 @@
 
 pub mod policy;
 
-use prost_types::Timestamp;
+use pbjson_types::Timestamp;
 use serde_json::Value as Json;
 
 use crate::{
     clock::Micros,
-    error::{Error, FieldViolation, Result},
+    error::{Error, Result, Violations},
     json::struct_to_json,
     pb,
 };
@@ -180,28 +180,6 @@ pub fn timestamp_micros(ts: &Timestamp) -> Option<Micros> {
         return None;
     }
     Some(ts.seconds * 1_000_000 + i64::from(ts.nanos / 1000))
-}
-
-#[derive(Default)]
-struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    fn push(&mut self, field: &str, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// Lengths count characters, not bytes, so that the limits mean the same for every script.
-    fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        let len = value.chars().count();
-        if len < min || len > max {
-            let rule = if min == 0 { format!("at most {max}") } else { format!("{min}-{max}") };
-            self.push(field, format!("must be {rule} characters, got {len}"));
-        }
-    }
-
-    fn into_result(self) -> Result<()> {
-        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
-    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,14 @@
 //! Entries are written through the same connection or transaction as the change they describe, so a change and
 //! its entry commit together or not at all.
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
 use serde_json::{Value as Json, json};
 
-use super::entity::audit_log;
+use super::entity::audit_log::{self, Column, Entity as AuditLog, Model};
 use crate::clock::Micros;
 
 /// Who made a change: `human`, `agent` or `system`, and an id.
@@ -35,14 +39,22 @@ impl Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Created,
+    Updated,
     StatusChanged,
+    Linked,
+    Unlinked,
 }
 
 impl Action {
+    pub const ALL: [Action; 5] = [Self::Created, Self::Updated, Self::StatusChanged, Self::Linked, Self::Unlinked];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
+            Self::Updated => "updated",
             Self::StatusChanged => "status_changed",
+            Self::Linked => "linked",
+            Self::Unlinked => "unlinked",
         }
     }
 }
@@ -69,6 +81,50 @@ impl Entry {
             entity_id: entity_id.to_owned(),
             before: None,
             after: Some(after),
+            note: None,
+            trace_id: Some(trace_id.to_owned()),
+        }
+    }
+
+    /// `updated`: the whole object before and after.
+    pub fn updated(
+        actor: Actor,
+        entity_kind: &'static str,
+        entity_id: &str,
+        before: Json,
+        after: Json,
+        trace_id: &str,
+    ) -> Self {
+        Self {
+            actor,
+            action: Action::Updated,
+            entity_kind,
+            entity_id: entity_id.to_owned(),
+            before: Some(before),
+            after: Some(after),
+            note: None,
+            trace_id: Some(trace_id.to_owned()),
+        }
+    }
+
+    /// `linked` (after `{linked_kind, linked_id}`) or `unlinked` (before `{linked_kind, linked_id}`).
+    pub fn link(
+        actor: Actor,
+        linked: bool,
+        (entity_kind, entity_id): (&'static str, &str),
+        (linked_kind, linked_id): (&str, &str),
+        trace_id: &str,
+    ) -> Self {
+        let link = json!({ "linked_kind": linked_kind, "linked_id": linked_id });
+        let (action, before, after) =
+            if linked { (Action::Linked, None, Some(link)) } else { (Action::Unlinked, Some(link), None) };
+        Self {
+            actor,
+            action,
+            entity_kind,
+            entity_id: entity_id.to_owned(),
+            before,
+            after,
             note: None,
             trace_id: Some(trace_id.to_owned()),
         }
@@ -130,4 +186,135 @@ pub async fn append(db: &impl ConnectionTrait, ts: Micros, entries: Vec<Entry>) 
         }
         audit_log::Entity::insert_many(chunk).exec_without_returning(db).await?;
     }
+}
+
+/// Filters of ListAuditEvents and WatchAuditEvents; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub entity_kind: Option<String>,
+    pub entity_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<Micros>,
+    pub until: Option<Micros>,
+}
+
+impl Filter {
+    fn condition(&self) -> Condition {
+        let mut c = Condition::all();
+        for (column, value) in [
+            (Column::EntityKind, &self.entity_kind),
+            (Column::EntityId, &self.entity_id),
+            (Column::TraceId, &self.trace_id),
+            (Column::ActorId, &self.actor_id),
+            (Column::Action, &self.action),
+        ] {
+            if let Some(value) = value {
+                c = c.add(column.eq(value.as_str()));
+            }
+        }
+        if let Some(since) = self.since {
+            c = c.add(Column::Ts.gte(since));
+        }
+        if let Some(until) = self.until {
+            c = c.add(Column::Ts.lt(until));
+        }
+        c
+    }
+}
+
+/// Newest first, starting below `before_id`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &Filter,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Model>, DbErr> {
+    let mut query = AuditLog::find().filter(filter.condition());
+    if let Some(before) = before_id {
+        query = query.filter(Column::Id.lt(before));
+    }
+    query.order_by_desc(Column::Id).limit(limit).all(db).await
+}
+
+/// A position in the audit log, in the order entries become visible: (writing transaction, id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub txid: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    pub fn of(entry: &Model) -> Self {
+        Self { txid: entry.txid, id: entry.id }
+    }
+
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.txid, self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (txid, id) = s.split_once('.')?;
+        Some(Self { txid: txid.parse().ok()?, id: id.parse().ok()? })
+    }
+
+    fn after(self) -> Condition {
+        Condition::any()
+            .add(Column::Txid.gt(self.txid))
+            .add(Condition::all().add(Column::Txid.eq(self.txid)).add(Column::Id.gt(self.id)))
+    }
+
+    fn at_or_before(self) -> Condition {
+        Condition::any()
+            .add(Column::Txid.lt(self.txid))
+            .add(Condition::all().add(Column::Txid.eq(self.txid)).add(Column::Id.lte(self.id)))
+    }
+}
+
+/// On PostgreSQL, entries of transactions still running (or that may still commit) are not yet stable.
+fn stable(backend: DatabaseBackend) -> Condition {
+    match backend {
+        DatabaseBackend::Postgres => Condition::all()
+            .add(Expr::col(Column::Txid).lt(Expr::cust("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))),
+        _ => Condition::all(),
+    }
+}
+
+/// The position of the newest stable entry: everything at or before it has committed, and whatever commits later
+/// sorts after it. On SQLite (one writer) commit order is id order; on PostgreSQL an entry is stable once every
+/// transaction older than its own has ended (`pg_snapshot_xmin`), and entries are ordered by (txid, id).
+pub async fn head(db: &impl ConnectionTrait) -> Result<Cursor, DbErr> {
+    let newest = AuditLog::find()
+        .filter(stable(db.get_database_backend()))
+        .order_by_desc(Column::Txid)
+        .order_by_desc(Column::Id)
+        .one(db)
+        .await?;
+    Ok(newest.as_ref().map(Cursor::of).unwrap_or_default())
+}
+
+/// Entries after `cursor`, up to the current stable head, in visibility order. Returns them and the position to
+/// continue from, which moves past non-matching entries too, so that a narrow filter does not rescan the log.
+pub async fn tail(
+    db: &impl ConnectionTrait,
+    filter: &Filter,
+    cursor: Cursor,
+    limit: u64,
+) -> Result<(Vec<Model>, Cursor), DbErr> {
+    let head = head(db).await?;
+    if head <= cursor {
+        return Ok((Vec::new(), cursor));
+    }
+    let rows = AuditLog::find()
+        .filter(cursor.after())
+        .filter(head.at_or_before())
+        .filter(filter.condition())
+        .order_by_asc(Column::Txid)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    let next = if rows.len() as u64 == limit { rows.last().map(Cursor::of).unwrap_or(head) } else { head };
+    Ok((rows, next))
 }

@@ -16,6 +16,10 @@ use serde_json::{Value as Json, json};
 
 use super::{
     audit::{self, Actor, Entry},
+    cwom::{
+        Change,
+        task_model::{self, AttemptEnd, CwomIds},
+    },
     entity::task::{Column, Entity as Tasks, Model, TaskStatus},
 };
 use crate::{
@@ -34,6 +38,8 @@ pub struct Enqueued {
     pub task: Model,
     /// False when the idempotency key matched an existing task.
     pub created: bool,
+    /// The task's work model, when it has one.
+    pub cwom: Option<CwomIds>,
 }
 
 /// Everything enqueue needs besides the spec.
@@ -41,6 +47,8 @@ pub struct Enqueued {
 pub struct EnqueueContext {
     pub trace_id: String,
     pub default_max_attempts: i32,
+    /// Also build the task's work model (Repo, ConstraintSnapshot, Issue, ContextPacket) in the same transaction.
+    pub create_cwom: bool,
 }
 
 fn new_row(spec: NewTask, now: Micros, ctx: &EnqueueContext) -> Model {
@@ -93,30 +101,54 @@ pub async fn find_by_idempotency_key(db: &impl ConnectionTrait, key: &str) -> Re
     Ok(Tasks::find().filter(Column::IdempotencyKey.eq(key)).one(db).await?)
 }
 
-/// Inserts a validated task as QUEUED with its `created` audit entry, or returns the task already enqueued under
-/// the same idempotency key (writing nothing).
+/// A task found by its idempotency key, with the ids of its work model.
+async fn existing(db: &DatabaseConnection, task: Model) -> Result<Enqueued> {
+    let cwom = match &task.cwom_issue_id {
+        Some(issue_id) => Some(task_model::ids_for(db, issue_id).await?),
+        None => None,
+    };
+    Ok(Enqueued { task, created: false, cwom })
+}
+
+/// Inserts a validated task as QUEUED with its `created` audit entry (and, if asked, its work model with theirs),
+/// all in one transaction; or returns the task already enqueued under the same idempotency key, writing nothing.
 pub async fn enqueue(db: &DatabaseConnection, now: Micros, spec: NewTask, ctx: &EnqueueContext) -> Result<Enqueued> {
     if let Some(key) = &spec.idempotency_key
         && let Some(task) = find_by_idempotency_key(db, key).await?
     {
-        return Ok(Enqueued { task, created: false });
+        return existing(db, task).await;
     }
     let key = spec.idempotency_key.clone();
-    let task = new_row(spec, now, ctx);
+    let mut task = new_row(spec, now, ctx);
     let txn = db.begin().await?;
+    let mut cwom = None;
+    if ctx.create_cwom {
+        // The issue id is chosen first so that the task's own `created` entry, written first, already names it.
+        let issue_id = task_model::new_issue_id();
+        task.cwom_issue_id = Some(issue_id.clone());
+        audit::append(&txn, now, vec![created_entry(&task)]).await?;
+        let change = Change {
+            now,
+            actor: Actor::new(&task.requested_by_kind, &task.requested_by_id),
+            trace_id: task.trace_id.clone(),
+        };
+        cwom = Some(task_model::build(&txn, &change, &task, &issue_id).await?);
+    } else {
+        audit::append(&txn, now, vec![created_entry(&task)]).await?;
+    }
     if let Err(err) = Tasks::insert(task.clone().into_active_model()).exec_without_returning(&txn).await {
         txn.rollback().await?;
         // A concurrent enqueue with the same key won the race: answer as if we had found it first.
-        if let (Error::AlreadyExists(_), Some(key)) = (Error::from(err), &key)
+        let err = Error::from(err);
+        if let (Error::AlreadyExists(_), Some(key)) = (&err, &key)
             && let Some(task) = find_by_idempotency_key(db, key).await?
         {
-            return Ok(Enqueued { task, created: false });
+            return existing(db, task).await;
         }
-        return Err(Error::internal("enqueue", "insert failed"));
+        return Err(err);
     }
-    audit::append(&txn, now, vec![created_entry(&task)]).await?;
     txn.commit().await?;
-    Ok(Enqueued { task, created: true })
+    Ok(Enqueued { task, created: true, cwom })
 }
 
 /// Enqueues a batch in one transaction with multi-row inserts. Items repeating a key (of the database or of an
@@ -126,6 +158,14 @@ pub async fn enqueue_many(
     now: Micros,
     items: Vec<(NewTask, EnqueueContext)>,
 ) -> Result<Vec<Enqueued>> {
+    // Items that build a work model take the single-item path, each in its own transaction.
+    if items.iter().any(|(_, ctx)| ctx.create_cwom) {
+        let mut results = Vec::with_capacity(items.len());
+        for (spec, ctx) in items {
+            results.push(enqueue(db, now, spec, &ctx).await?);
+        }
+        return Ok(results);
+    }
     let keys: Vec<String> = items.iter().filter_map(|(spec, _)| spec.idempotency_key.clone()).collect();
     let mut by_key: HashMap<String, Model> = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_INSERT) {
@@ -140,7 +180,7 @@ pub async fn enqueue_many(
     let mut fresh = Vec::new();
     for (spec, ctx) in &items {
         if let Some(existing) = spec.idempotency_key.as_ref().and_then(|k| by_key.get(k)) {
-            results.push(Enqueued { task: existing.clone(), created: false });
+            results.push(Enqueued { task: existing.clone(), created: false, cwom: None });
             continue;
         }
         let task = new_row(spec.clone(), now, ctx);
@@ -148,7 +188,7 @@ pub async fn enqueue_many(
             by_key.insert(key.clone(), task.clone());
         }
         fresh.push(task.clone());
-        results.push(Enqueued { task, created: true });
+        results.push(Enqueued { task, created: true, cwom: None });
     }
 
     if let Err(err) = insert_with_audit(db, now, &fresh).await {
@@ -262,6 +302,10 @@ pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest<'_>)
         })
         .collect();
     audit::append(&txn, now, entries).await?;
+    for task in claimed.iter().filter(|t| t.cwom_issue_id.is_some()) {
+        let change = Change { now, actor: actor.clone(), trace_id: task.trace_id.clone() };
+        task_model::on_leased(&txn, &change, task).await?;
+    }
     txn.commit().await?;
     claimed.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
     Ok(claimed)
@@ -404,8 +448,13 @@ pub async fn complete(db: &DatabaseConnection, now: Micros, lease_id: &str, resu
     };
     let entry = settled_entry(&task, "running", json!({}), None);
     audit::append(&txn, now, vec![entry]).await?;
+    task_model::on_attempt_end(&txn, &worker_change(&task, now), &task, AttemptEnd::Completed).await?;
     txn.commit().await?;
     Ok(Settled { task, recorded: true })
+}
+
+fn worker_change(task: &Model, now: Micros) -> Change {
+    Change { now, actor: Actor::worker(task.worker_id.as_deref().unwrap_or_default()), trace_id: task.trace_id.clone() }
 }
 
 /// Retry schedule for retryable failures: `base * 2^(attempt-1)`, capped, with +-20% jitter.
@@ -485,6 +534,8 @@ pub async fn fail(
     };
     let entry = settled_entry(&task, "running", json!({ "error": error }), Some(&why));
     audit::append(&txn, now, vec![entry]).await?;
+    let end = if retry { AttemptEnd::Requeued } else { AttemptEnd::Failed };
+    task_model::on_attempt_end(&txn, &worker_change(&task, now), &task, end).await?;
     txn.commit().await?;
     Ok(Settled { task, recorded: true })
 }
@@ -597,6 +648,11 @@ pub async fn take_back_leases(
         })
         .collect();
     audit::append(&txn, now, entries).await?;
+    for task in changed.iter().filter(|t| t.cwom_issue_id.is_some()) {
+        let change = Change { now, actor: Actor::server(), trace_id: task.trace_id.clone() };
+        let end = if task.status.is_terminal() { AttemptEnd::Failed } else { AttemptEnd::Requeued };
+        task_model::on_attempt_end(&txn, &change, task, end).await?;
+    }
     txn.commit().await?;
     Ok(changed)
 }
@@ -651,7 +707,7 @@ pub async fn cancel(db: &DatabaseConnection, now: Micros, id: &str, reason: &str
     };
     let why = (!reason.is_empty()).then_some(reason);
     let entry = Entry::status_changed(
-        actor,
+        actor.clone(),
         ENTITY_KIND,
         id,
         (current.status.as_str(), "cancelled"),
@@ -660,6 +716,8 @@ pub async fn cancel(db: &DatabaseConnection, now: Micros, id: &str, reason: &str
         &task.trace_id,
     );
     audit::append(&txn, now, vec![entry]).await?;
+    let change = Change { now, actor, trace_id: task.trace_id.clone() };
+    task_model::on_attempt_end(&txn, &change, &task, AttemptEnd::Cancelled).await?;
     txn.commit().await?;
     let interrupted_lease = if current.status == TaskStatus::Running { task.lease_id.clone() } else { None };
     Ok(Cancelled { task, interrupted_lease })

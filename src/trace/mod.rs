@@ -100,6 +100,62 @@ impl TraceStore {
     pub fn writer(&self) -> TraceWriter {
         TraceWriter::new(self.clone())
     }
+
+    /// The current attempt's files (earlier attempts excluded), with their size and SHA-256, sorted by name.
+    pub async fn files(&self, task_id: &str) -> io::Result<Vec<TraceFile>> {
+        let dir = self.task_dir(task_id);
+        let uri = format!("{}{task_id}", self.uri_prefix());
+        tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            collect_files(&dir, &dir, &uri, &mut files)?;
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(files)
+        })
+        .await?
+    }
+}
+
+/// A file in a trace folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceFile {
+    /// Relative to the task folder, e.g. "log.txt" or "reports/lint.json".
+    pub name: String,
+    pub uri: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn collect_files(root: &Path, dir: &Path, uri: &str, out: &mut Vec<TraceFile>) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if dir == root && entry.file_name() == ATTEMPTS_DIR {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            collect_files(root, &path, uri, out)?;
+        } else if kind.is_file() && !entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let (size, sha256) = digest(&path)?;
+            out.push(TraceFile { uri: format!("{uri}/{name}"), name, size, sha256 });
+        }
+    }
+    Ok(())
+}
+
+fn digest(path: &Path) -> io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut file, &mut hasher)?;
+    let hash = hasher.finalize();
+    Ok((size, hash.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 fn archive_attempt(dir: &Path, attempt: i32) -> io::Result<()> {

@@ -197,7 +197,7 @@ pub fn spec(objective: &str) -> pb::TaskSpec {
 }
 
 pub fn request(spec: pb::TaskSpec) -> pb::EnqueueTaskRequest {
-    pb::EnqueueTaskRequest { spec: Some(spec) }
+    pb::EnqueueTaskRequest { spec: Some(spec), create_cwom: false }
 }
 
 pub async fn enqueue(tasks: &mut Tasks, spec: pb::TaskSpec) -> pb::Task {
@@ -252,7 +252,7 @@ pub fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::C
     result.expect_err("an error").code()
 }
 
-pub fn json_struct(value: serde_json::Value) -> prost_types::Struct {
+pub fn json_struct(value: serde_json::Value) -> pbjson_types::Struct {
     control_tower::json::json_to_struct(&value)
 }
 

@@ -19,6 +19,8 @@ pub struct Model {
     pub after: Option<Json>,
     pub note: Option<String>,
     pub trace_id: Option<String>,
+    /// The writing transaction's id on PostgreSQL (0 on SQLite), set by the database: see `audit::tail`.
+    pub txid: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
