@@ -73,6 +73,9 @@ pub struct ServeArgs {
     /// Largest total of uploaded trace files per task attempt, in bytes.
     #[arg(long, env = "JCT_TRACE_MAX_TASK_BYTES", default_value_t = 256 << 20)]
     pub trace_max_task_bytes: u64,
+    /// Most files a worker may upload per task attempt.
+    #[arg(long, env = "JCT_TRACE_MAX_FILES", default_value_t = 1000)]
+    pub trace_max_files: u64,
     /// Seconds to wait on shutdown for held leases to be settled before releasing them.
     #[arg(long, env = "JCT_DRAIN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub drain_timeout_seconds: u64,
@@ -121,6 +124,7 @@ impl From<&ServeArgs> for ServerConfig {
             trace_limits: TraceLimits {
                 max_file_bytes: args.trace_max_file_bytes,
                 max_task_bytes: args.trace_max_task_bytes,
+                max_files: args.trace_max_files,
             },
             policy: Policy::from_comma_separated(&args.allowed_repo_prefixes),
             dispatch: DispatchConfig {

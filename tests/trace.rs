@@ -94,8 +94,10 @@ async fn file_names_cannot_escape_the_trace_folder() {
 
 #[tokio::test]
 async fn size_limits_give_resource_exhausted() {
-    let server =
-        TestServer::configured(|c| c.trace_limits = TraceLimits { max_file_bytes: 1000, max_task_bytes: 1500 }).await;
+    let server = TestServer::configured(|c| {
+        c.trace_limits = TraceLimits { max_file_bytes: 1000, max_task_bytes: 1500, max_files: 3 }
+    })
+    .await;
     let mut workers = server.workers().await;
     let (task, lease) = leased(&server, &mut workers).await;
     let l = lease.lease_id.as_str();
@@ -112,7 +114,32 @@ async fn size_limits_give_resource_exhausted() {
     let dir = server.task_dir(&task.id);
     assert_eq!(std::fs::metadata(dir.join("a.txt")).unwrap().len(), 900);
     assert_eq!(std::fs::metadata(dir.join("b.txt")).unwrap().len(), 600);
-    assert_eq!(std::fs::metadata(dir.join("big.txt")).map(|m| m.len()).unwrap_or(0), 0);
+    assert!(!dir.join("big.txt").exists(), "a refused file is not created");
+
+    push(&mut workers, vec![chunk(l, "c.txt", 0, "", true)]).await.unwrap();
+    let too_many = push(&mut workers, vec![chunk(l, "d.txt", 0, "", true)]).await.unwrap_err();
+    assert_eq!(too_many.code(), Code::ResourceExhausted);
+    assert!(too_many.message().contains("3 files"), "{}", too_many.message());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_task_share_its_limit() {
+    let server = TestServer::configured(|c| {
+        c.trace_limits = TraceLimits { max_file_bytes: 1000, max_task_bytes: 1500, max_files: 10 }
+    })
+    .await;
+    let mut workers = server.workers().await;
+    let (_task, lease) = leased(&server, &mut workers).await;
+    let (mut w1, mut w2) = (workers.clone(), workers.clone());
+    let (l1, l2) = (lease.lease_id.clone(), lease.lease_id.clone());
+    let (a, b) = tokio::join!(
+        async move { push(&mut w1, vec![chunk(&l1, "one.txt", 0, &"1".repeat(900), true)]).await },
+        async move { push(&mut w2, vec![chunk(&l2, "two.txt", 0, &"2".repeat(900), true)]).await },
+    );
+    assert!(a.is_ok() ^ b.is_ok(), "exactly one of two 900-byte uploads fits a 1500-byte task: {a:?} {b:?}");
+    let refused = a.err().or(b.err()).unwrap();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
     server.stop().await;
 }
 

@@ -86,10 +86,12 @@ impl WorkerServiceImpl {
         for lease in report.lost.iter().chain(&report.cancelled) {
             state.dispatcher.lease_ended(lease);
         }
+        let mut lost = report.lost;
+        lost.extend(report.foreign);
         Ok(pb::HeartbeatResponse {
             extended: report.extended,
             cancelled: report.cancelled,
-            lost: report.lost,
+            lost,
             lease_deadline: Some(timestamp(report.deadline)),
         })
     }
@@ -97,19 +99,20 @@ impl WorkerServiceImpl {
     /// Transport errors of the upload (a client gone, an oversized message) keep their own status.
     async fn push_trace(&self, mut chunks: Streaming<pb::TraceChunk>) -> Result<pb::PushTraceResponse, Status> {
         let mut writer = self.state.traces.writer();
-        // lease id -> (task id, when the lease was last confirmed)
-        let mut leases: HashMap<String, (String, Instant)> = HashMap::new();
+        // lease id -> (task id, attempt, when the lease was last confirmed). Between checks, a new attempt of the
+        // task on this server still stops the upload at once (the trace store knows the current attempt).
+        let mut leases: HashMap<String, (String, i32, Instant)> = HashMap::new();
         while let Some(chunk) = chunks.message().await? {
-            let task_id = match leases.get(&chunk.lease_id) {
-                Some((task_id, checked)) if checked.elapsed() < LEASE_RECHECK => task_id.clone(),
+            let (task_id, attempt) = match leases.get(&chunk.lease_id) {
+                Some((task_id, attempt, checked)) if checked.elapsed() < LEASE_RECHECK => (task_id.clone(), *attempt),
                 _ => {
-                    let task_id = self.lease_task(&chunk.lease_id).await?;
-                    leases.insert(chunk.lease_id.clone(), (task_id.clone(), Instant::now()));
-                    task_id
+                    let (task_id, attempt) = self.lease_task(&chunk.lease_id).await?;
+                    leases.insert(chunk.lease_id.clone(), (task_id.clone(), attempt, Instant::now()));
+                    (task_id, attempt)
                 }
             };
             validate_file_name(&chunk.file)?;
-            writer.write(&task_id, &chunk.file, chunk.offset, chunk.data, chunk.eof).await?;
+            writer.write(&task_id, attempt, &chunk.file, chunk.offset, chunk.data, chunk.eof).await?;
         }
         let summary = writer.finish().await?;
         tracing::debug!(bytes_written = summary.bytes_written, bytes_skipped = summary.bytes_skipped, "trace upload");
@@ -125,10 +128,10 @@ impl WorkerServiceImpl {
     }
 
     /// The task a trace upload may write to: the lease must be running it, or be the lease that ended it.
-    async fn lease_task(&self, lease_id: &str) -> Result<String> {
+    async fn lease_task(&self, lease_id: &str) -> Result<(String, i32)> {
         require_lease(lease_id)?;
         match tasks::task_of_lease(&self.state.db, lease_id).await? {
-            Some(task) => Ok(task.id),
+            Some(task) => Ok((task.id, task.attempt)),
             None => Err(Error::precondition(
                 "LEASE_NOT_HELD",
                 format!("lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"),

@@ -91,6 +91,10 @@ impl StreamEntry {
     fn held_count(&self) -> usize {
         self.held.lock().map(|h| h.len()).unwrap_or(0)
     }
+
+    fn holds(&self, lease_id: &str) -> bool {
+        self.held.lock().map(|h| h.contains(lease_id)).unwrap_or(false)
+    }
 }
 
 pub struct Dispatcher {
@@ -110,7 +114,12 @@ pub struct Dispatcher {
     wakeup_added: Notify,
     /// Signalled whenever a lease is released, so that a drain can wait for the last one.
     lease_released: Notify,
+    /// Leases withdrawn (task cancelled) before their stream registered them: never pushed to a worker.
+    withdrawn_early: Mutex<HashSet<String>>,
 }
+
+/// Bound on remembered early withdrawals; they are consumed within one claim, so this only guards against leaks.
+const MAX_WITHDRAWN_EARLY: usize = 10_000;
 
 impl Dispatcher {
     pub fn new(db: DatabaseConnection, clock: SharedClock, traces: TraceStore, config: DispatchConfig) -> Arc<Self> {
@@ -127,6 +136,7 @@ impl Dispatcher {
             wakeups: Mutex::default(),
             wakeup_added: Notify::new(),
             lease_released: Notify::new(),
+            withdrawn_early: Mutex::default(),
         })
     }
 
@@ -180,6 +190,15 @@ impl Dispatcher {
     /// free the slot. If the stream's buffer is full the worker still learns it at its next heartbeat.
     pub fn lease_withdrawn(&self, lease_id: &str, task_id: &str, reason: &str) {
         let entry = self.leases.lock().ok().and_then(|l| l.get(lease_id).cloned());
+        if entry.is_none()
+            && let Ok(mut early) = self.withdrawn_early.lock()
+        {
+            // Claimed but not yet registered by its stream: the stream drops it instead of pushing it.
+            if early.len() >= MAX_WITHDRAWN_EARLY {
+                early.clear();
+            }
+            early.insert(lease_id.to_owned());
+        }
         if let Some(entry) = entry {
             let message = pb::PullTasksResponse {
                 event: Some(pb::pull_tasks_response::Event::Cancelled(pb::LeaseCancelled {
@@ -279,20 +298,23 @@ impl Dispatcher {
         entry
     }
 
-    fn hold(&self, entry: &Arc<StreamEntry>, lease_id: &str) {
+    /// Registers a freshly claimed lease with its stream; false if the lease was already withdrawn.
+    fn hold(&self, entry: &Arc<StreamEntry>, lease_id: &str) -> bool {
+        if self.withdrawn_early.lock().map(|mut early| early.remove(lease_id)).unwrap_or(false) {
+            return false;
+        }
         if let Ok(mut held) = entry.held.lock() {
             held.insert(lease_id.to_owned());
         }
         if let Ok(mut leases) = self.leases.lock() {
             leases.insert(lease_id.to_owned(), entry.clone());
         }
+        true
     }
 
-    /// Forgets a closed stream and returns the leases it still held.
-    fn unregister_stream(&self, entry: &StreamEntry) -> Vec<String> {
-        if let Ok(mut streams) = self.streams.lock() {
-            streams.remove(&entry.id);
-        }
+    /// Takes the leases a closing stream still holds. The stream stays counted until `forget_stream`, so that a
+    /// drain waits for their release.
+    fn release_held(&self, entry: &StreamEntry) -> Vec<String> {
         let held: Vec<String> = entry.held.lock().map(|mut h| h.drain().collect()).unwrap_or_default();
         if let Ok(mut leases) = self.leases.lock() {
             for lease in &held {
@@ -300,6 +322,12 @@ impl Dispatcher {
             }
         }
         held
+    }
+
+    fn forget_stream(&self, entry: &StreamEntry) {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.remove(&entry.id);
+        }
     }
 
     /// Pops the wake-up times that have come; returns the earliest one still pending.

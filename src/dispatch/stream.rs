@@ -92,19 +92,19 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
         }
     }
 
-    let held = dispatcher.unregister_stream(&entry);
+    let held = dispatcher.release_held(&entry);
     tracing::info!(worker_id = %options.worker_id, released = held.len(), "worker stream closed");
-    if held.is_empty() {
-        return;
-    }
-    let now = dispatcher.clock.now();
-    match tasks::take_back_leases(&dispatcher.db, now, LeaseLoss::StreamClosed, &held).await {
-        Ok(changed) => dispatcher.taken_back(&changed, now).await,
-        // The reaper takes these back at their deadline.
-        Err(err) => {
-            tracing::error!(error = %err, leases = held.len(), "could not release the leases of a closed stream")
+    if !held.is_empty() {
+        let now = dispatcher.clock.now();
+        match tasks::take_back_leases(&dispatcher.db, now, LeaseLoss::StreamClosed, &held).await {
+            Ok(changed) => dispatcher.taken_back(&changed, now).await,
+            // The reaper takes these back at their deadline.
+            Err(err) => {
+                tracing::error!(error = %err, leases = held.len(), "could not release the leases of a closed stream")
+            }
         }
     }
+    dispatcher.forget_stream(&entry);
     dispatcher.lease_released.notify_waiters();
 }
 
@@ -125,21 +125,24 @@ async fn claim_and_push(
         trace_uri_prefix: &uri_prefix,
     };
     let claimed = tasks::claim(&dispatcher.db, now, &request).await?;
-    // Hold every lease before pushing any, so that whatever happens next they are released with the stream.
-    for row in &claimed {
-        if let Some(lease_id) = &row.lease_id {
-            dispatcher.hold(entry, lease_id);
-        }
-    }
+    // Hold every lease before pushing any, so that whatever happens next they are released with the stream. A
+    // lease whose task was cancelled in the meantime is not pushed at all.
+    let claimed: Vec<_> =
+        claimed.into_iter().filter(|row| row.lease_id.as_deref().is_some_and(|l| dispatcher.hold(entry, l))).collect();
     let lease_timeout = pbjson_types::Duration::from(dispatcher.config.lease_timeout);
     for row in &claimed {
+        let lease_id = row.lease_id.clone().unwrap_or_default();
+        if !entry.holds(&lease_id) {
+            // Withdrawn (cancelled, expired) while we were pushing the ones before it.
+            continue;
+        }
         let task = pb::Task::from(row);
         if let Err(err) = dispatcher.traces.begin_attempt(&row.id, row.attempt, &task_document(&task)).await {
             tracing::error!(task_id = %row.id, error = %err, "could not prepare the trace folder");
         }
         let assignment = pb::TaskAssignment {
             task: Some(task),
-            lease_id: row.lease_id.clone().unwrap_or_default(),
+            lease_id,
             lease_deadline: row.lease_expires_at.map(timestamp),
             attempt: row.attempt,
             lease_timeout: Some(lease_timeout),

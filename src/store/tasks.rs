@@ -376,7 +376,10 @@ async fn claim_sqlite(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest
 pub struct LeaseReport {
     pub extended: Vec<String>,
     pub cancelled: Vec<String>,
+    /// Not held by anyone any more.
     pub lost: Vec<String>,
+    /// Running, but under another worker: not the caller's to extend, and not to be freed on its behalf.
+    pub foreign: Vec<String>,
     pub deadline: Micros,
 }
 
@@ -404,20 +407,18 @@ pub async fn extend_leases(
     report.extended = extended.into_iter().filter_map(|t| t.lease_id).collect();
     let rest: Vec<&str> =
         lease_ids.iter().map(String::as_str).filter(|id| !report.extended.iter().any(|e| e == id)).collect();
-    let cancelled: Vec<String> = if rest.is_empty() {
+    let others = if rest.is_empty() {
         Vec::new()
     } else {
-        Tasks::find()
-            .filter(Column::LeaseId.is_in(rest.iter().copied()))
-            .filter(Column::Status.eq(TaskStatus::Cancelled))
-            .all(db)
-            .await?
-            .into_iter()
-            .filter_map(|t| t.lease_id)
-            .collect()
+        Tasks::find().filter(Column::LeaseId.is_in(rest.iter().copied())).all(db).await?
     };
-    report.lost = rest.iter().filter(|id| !cancelled.iter().any(|c| c == *id)).map(|s| s.to_string()).collect();
-    report.cancelled = cancelled;
+    for lease in rest {
+        match others.iter().find(|t| t.lease_id.as_deref() == Some(lease)) {
+            Some(t) if t.status == TaskStatus::Cancelled => report.cancelled.push(lease.to_owned()),
+            Some(t) if t.status == TaskStatus::Running => report.foreign.push(lease.to_owned()),
+            _ => report.lost.push(lease.to_owned()),
+        }
+    }
     Ok(report)
 }
 
@@ -444,7 +445,7 @@ pub async fn complete(db: &DatabaseConnection, now: Micros, lease_id: &str, resu
         .await?;
     let Some(task) = updated.into_iter().next() else {
         txn.rollback().await?;
-        return replay_or_refuse(db, lease_id, TaskStatus::Completed).await;
+        return replay_or_refuse(db, lease_id, |t| t.status == TaskStatus::Completed).await;
     };
     let entry = settled_entry(&task, "running", json!({}), None);
     audit::append(&txn, now, vec![entry]).await?;
@@ -489,9 +490,12 @@ pub async fn fail(
         .filter(Column::Status.eq(TaskStatus::Running))
         .one(&txn)
         .await?;
+    // A repeat of this very failure (same lease, same error) is answered with the recorded task.
+    let same_failure =
+        |t: &Model| t.error.as_deref() == Some(error) && matches!(t.status, TaskStatus::Failed | TaskStatus::Queued);
     let Some(current) = current else {
         txn.rollback().await?;
-        return replay_or_refuse(db, lease_id, TaskStatus::Failed).await;
+        return replay_or_refuse(db, lease_id, same_failure).await;
     };
     let retry = retryable && current.attempt < current.max_attempts;
     let fenced = Tasks::update_many()
@@ -530,7 +534,7 @@ pub async fn fail(
     let Some(task) = updated.into_iter().next() else {
         // Settled by a concurrent call between our read and our write.
         txn.rollback().await?;
-        return replay_or_refuse(db, lease_id, TaskStatus::Failed).await;
+        return replay_or_refuse(db, lease_id, same_failure).await;
     };
     let entry = settled_entry(&task, "running", json!({ "error": error }), Some(&why));
     audit::append(&txn, now, vec![entry]).await?;
@@ -553,12 +557,16 @@ fn settled_entry(task: &Model, from: &str, details: Json, why: Option<&str>) -> 
     )
 }
 
-/// A settle call whose fence did not match: a retry of what this lease already recorded is answered with the
-/// recorded task; anything else is a stale lease.
-async fn replay_or_refuse(db: &DatabaseConnection, lease_id: &str, wanted: TaskStatus) -> Result<Settled> {
+/// A settle call whose fence did not match: a retry of what this lease already recorded (`is_replay`) is answered
+/// with the recorded task; anything else is a stale lease.
+async fn replay_or_refuse(
+    db: &DatabaseConnection,
+    lease_id: &str,
+    is_replay: impl Fn(&Model) -> bool,
+) -> Result<Settled> {
     let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
     match task {
-        Some(task) if task.status == wanted => Ok(Settled { task, recorded: false }),
+        Some(task) if is_replay(&task) => Ok(Settled { task, recorded: false }),
         Some(task) if task.status == TaskStatus::Cancelled => Err(Error::precondition(
             "TASK_CANCELLED",
             format!("lease_id: task {} was cancelled while this lease held it", task.id),
@@ -629,6 +637,9 @@ pub async fn take_back_leases(
         .col_expr(Column::RunAfter, Expr::value(now))
         .col_expr(Column::QueuedAt, Expr::value(now))
         .filter(scope)
+        // Repeated so that a row matching only now (a deadline passing between the two statements) still
+        // cannot be requeued past its attempts.
+        .filter(Expr::col(Column::Attempt).lt(Expr::col(Column::MaxAttempts)))
         .exec_with_returning(&txn)
         .await?;
     let changed: Vec<Model> = exhausted.into_iter().chain(requeued).collect();

@@ -11,8 +11,10 @@ mod names;
 mod writer;
 
 use std::{
+    collections::HashMap,
     io,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use serde_json::Value as Json;
@@ -26,31 +28,41 @@ pub const LOG_FILE: &str = "log.txt";
 /// Where earlier attempts' files are kept.
 pub const ATTEMPTS_DIR: &str = "attempts";
 
-/// Size limits for uploaded trace files.
+/// Limits on what workers upload, per attempt of a task.
 #[derive(Debug, Clone, Copy)]
 pub struct TraceLimits {
     pub max_file_bytes: u64,
     /// For all uploaded files of one attempt together.
     pub max_task_bytes: u64,
+    pub max_files: u64,
 }
 
 impl Default for TraceLimits {
     fn default() -> Self {
-        Self { max_file_bytes: 64 << 20, max_task_bytes: 256 << 20 }
+        Self { max_file_bytes: 64 << 20, max_task_bytes: 256 << 20, max_files: 1000 }
     }
+}
+
+/// What the current attempt of a task has uploaded, shared by every PushTrace stream of the task.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    attempt: i32,
+    bytes: u64,
+    files: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct TraceStore {
     root: PathBuf,
     limits: TraceLimits,
+    usage: Arc<Mutex<HashMap<String, Usage>>>,
 }
 
 impl TraceStore {
     /// Creates the root if needed; paths are kept absolute so that `trace_path` URIs are too.
     pub fn open(root: &Path, limits: TraceLimits) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(Self { root: root.canonicalize()?, limits })
+        Ok(Self { root: root.canonicalize()?, limits, usage: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -72,8 +84,11 @@ impl TraceStore {
     }
 
     /// Prepares the folder for a new attempt: earlier files move to `attempts/<attempt - 1>/`, then `input.json`
-    /// records the task as the worker receives it.
+    /// records the task as the worker receives it. From now on, uploads under older leases are refused.
     pub async fn begin_attempt(&self, task_id: &str, attempt: i32, input: &Json) -> io::Result<()> {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.insert(task_id.to_owned(), Usage { attempt, ..Default::default() });
+        }
         let dir = self.task_dir(task_id);
         let bytes = serde_json::to_vec_pretty(input)?;
         tokio::task::spawn_blocking(move || {
@@ -81,18 +96,21 @@ impl TraceStore {
             if attempt > 1 {
                 archive_attempt(&dir, attempt - 1)?;
             }
-            write_atomically(&dir.join(INPUT_FILE), &bytes)
+            write_atomically(&dir, INPUT_FILE, &bytes)
         })
         .await?
     }
 
-    /// Writes `output.json`: the result or the error the task ended with.
+    /// Writes `output.json`: the result or the error the task ended with. The task takes no more uploads' usage.
     pub async fn write_output(&self, task_id: &str, output: &Json) -> io::Result<()> {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.remove(task_id);
+        }
         let dir = self.task_dir(task_id);
         let bytes = serde_json::to_vec_pretty(output)?;
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
-            write_atomically(&dir.join(OUTPUT_FILE), &bytes)
+            write_atomically(&dir, OUTPUT_FILE, &bytes)
         })
         .await?
     }
@@ -113,6 +131,56 @@ impl TraceStore {
         })
         .await?
     }
+
+    /// Reserves room for an upload of the task's `attempt`: `bytes` more, and one more file if `new_file`.
+    fn reserve(&self, task_id: &str, attempt: i32, bytes: u64, new_file: bool) -> crate::error::Result<()> {
+        use crate::error::Error;
+        let dir = self.task_dir(task_id);
+        let mut usage = self.usage.lock().map_err(|_| Error::internal("trace usage", "lock poisoned"))?;
+        let entry = match usage.get_mut(task_id) {
+            Some(entry) => entry,
+            None => {
+                // First upload since this server started: count what is already there.
+                let (bytes, files) = uploaded(&dir).map_err(|e| Error::internal("trace scan", e))?;
+                usage.entry(task_id.to_owned()).or_insert(Usage { attempt, bytes, files })
+            }
+        };
+        if entry.attempt > attempt {
+            return Err(Error::precondition(
+                "LEASE_NOT_HELD",
+                format!(
+                    "lease_id: attempt {attempt} of task {task_id} is over; attempt {} holds it now",
+                    entry.attempt
+                ),
+            ));
+        }
+        if entry.bytes + bytes > self.limits.max_task_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "file: the task's trace would reach {} bytes, over the per-task limit of {} bytes",
+                entry.bytes + bytes,
+                self.limits.max_task_bytes
+            )));
+        }
+        if new_file && entry.files >= self.limits.max_files {
+            return Err(Error::ResourceExhausted(format!(
+                "file: the task's trace already has {} files, the per-task limit",
+                self.limits.max_files
+            )));
+        }
+        entry.bytes += bytes;
+        entry.files += u64::from(new_file);
+        Ok(())
+    }
+
+    /// Gives back a reservation whose write failed.
+    fn unreserve(&self, task_id: &str, bytes: u64, new_file: bool) {
+        if let Ok(mut usage) = self.usage.lock()
+            && let Some(entry) = usage.get_mut(task_id)
+        {
+            entry.bytes = entry.bytes.saturating_sub(bytes);
+            entry.files = entry.files.saturating_sub(u64::from(new_file));
+        }
+    }
 }
 
 /// A file in a trace folder.
@@ -125,6 +193,11 @@ pub struct TraceFile {
     pub sha256: String,
 }
 
+/// Whether a top-level entry of a task folder belongs to the server rather than to the worker's uploads.
+fn is_servers(name: &std::ffi::OsStr) -> bool {
+    name == ATTEMPTS_DIR || name == INPUT_FILE || name == OUTPUT_FILE || name.to_string_lossy().starts_with('.')
+}
+
 fn collect_files(root: &Path, dir: &Path, uri: &str, out: &mut Vec<TraceFile>) -> io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -134,19 +207,48 @@ fn collect_files(root: &Path, dir: &Path, uri: &str, out: &mut Vec<TraceFile>) -
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
-        if dir == root && entry.file_name() == ATTEMPTS_DIR {
+        let name = entry.file_name();
+        if dir == root && (name == ATTEMPTS_DIR || name.to_string_lossy().starts_with('.')) {
             continue;
         }
         let kind = entry.file_type()?;
         if kind.is_dir() {
             collect_files(root, &path, uri, out)?;
-        } else if kind.is_file() && !entry.file_name().to_string_lossy().ends_with(".tmp") {
+        } else if kind.is_file() {
             let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
             let (size, sha256) = digest(&path)?;
             out.push(TraceFile { uri: format!("{uri}/{name}"), name, size, sha256 });
         }
     }
     Ok(())
+}
+
+/// Bytes and files the worker has uploaded for the current attempt.
+fn uploaded(task_dir: &Path) -> io::Result<(u64, u64)> {
+    fn walk(dir: &Path, top: bool, total: &mut (u64, u64)) -> io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if top && is_servers(&entry.file_name()) {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(&entry.path(), false, total)?;
+            } else if kind.is_file() {
+                total.0 += entry.metadata()?.len();
+                total.1 += 1;
+            }
+        }
+        Ok(())
+    }
+    let mut total = (0, 0);
+    walk(task_dir, true, &mut total)?;
+    Ok(total)
 }
 
 fn digest(path: &Path) -> io::Result<(u64, String)> {
@@ -175,8 +277,9 @@ fn archive_attempt(dir: &Path, attempt: i32) -> io::Result<()> {
     Ok(())
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+/// Writes through a hidden temporary file (uploads cannot use hidden names) and renames it into place.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, dir.join(name))
 }

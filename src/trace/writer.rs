@@ -2,18 +2,19 @@
 //!
 //! A chunk names its byte offset. Bytes below the file's current length are already on disk and are skipped, so
 //! a worker that lost its connection can resend from any earlier offset; a chunk past the end would leave a hole
-//! and is refused. Writes are positional (`pwrite`), and every touched file and folder is fsynced by `finish`.
+//! and is refused. Room is reserved in the task's shared usage before writing, so concurrent uploads of one task
+//! share its limits. Files are opened per chunk (no descriptors held across a stream), written positionally, and
+//! every touched file and folder is fsynced by `finish`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeSet,
     fs::{File, OpenOptions},
     io,
     os::unix::fs::FileExt,
     path::Path,
-    sync::Arc,
 };
 
-use super::{ATTEMPTS_DIR, INPUT_FILE, OUTPUT_FILE, TraceStore};
+use super::TraceStore;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,80 +27,34 @@ pub struct TraceSummary {
 
 pub struct TraceWriter {
     store: TraceStore,
-    /// Open handles by (task id, relative name).
-    files: BTreeMap<(String, String), Arc<File>>,
-    /// Bytes uploaded so far per task (current attempt), against the per-task limit.
-    task_bytes: HashMap<String, u64>,
+    /// (task id, relative name) of every file this upload touched.
+    touched: BTreeSet<(String, String)>,
     bytes_written: u64,
     bytes_skipped: u64,
 }
 
 impl TraceWriter {
     pub(super) fn new(store: TraceStore) -> Self {
-        Self { store, files: BTreeMap::new(), task_bytes: HashMap::new(), bytes_written: 0, bytes_skipped: 0 }
+        Self { store, touched: BTreeSet::new(), bytes_written: 0, bytes_skipped: 0 }
     }
 
-    /// Writes one chunk; `name` must have passed `validate_file_name`.
-    pub async fn write(&mut self, task_id: &str, name: &str, offset: u64, data: Vec<u8>, eof: bool) -> Result<()> {
-        let limits = self.store.limits();
-        let task_dir = self.store.task_dir(task_id);
-        let task_total = match self.task_bytes.get(task_id) {
-            Some(total) => *total,
-            None => {
-                let dir = task_dir.clone();
-                blocking(move || uploaded_bytes(&dir)).await?
-            }
-        };
-        let key = (task_id.to_owned(), name.to_owned());
-        let file = match self.files.get(&key) {
-            Some(file) => file.clone(),
-            None => {
-                let path = task_dir.join(name);
-                let file = Arc::new(blocking(move || open_for_append(&path)).await?);
-                self.files.insert(key, file.clone());
-                file
-            }
-        };
-
-        let name = name.to_owned();
-        let (written, skipped) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-            let len = file.metadata().map_err(|e| Error::internal("trace stat", e))?.len();
-            let chunk_len = data.len() as u64;
-            if offset > len {
-                return Err(Error::invalid(
-                    "offset",
-                    format!("{offset} would leave a gap in {name}, which has {len} bytes; resume from offset {len}"),
-                ));
-            }
-            let end = offset + chunk_len;
-            if end <= len {
-                return Ok((0, chunk_len));
-            }
-            if end > limits.max_file_bytes {
-                return Err(Error::ResourceExhausted(format!(
-                    "file: {name} would reach {end} bytes, over the per-file limit of {} bytes",
-                    limits.max_file_bytes
-                )));
-            }
-            let fresh = end - len;
-            if task_total + fresh > limits.max_task_bytes {
-                return Err(Error::ResourceExhausted(format!(
-                    "file: {name} would bring the task's trace to {} bytes, over the per-task limit of {} bytes",
-                    task_total + fresh,
-                    limits.max_task_bytes
-                )));
-            }
-            let start = (len - offset) as usize;
-            file.write_all_at(&data[start..], len).map_err(|e| Error::internal("trace write", e))?;
-            if eof {
-                file.sync_data().map_err(|e| Error::internal("trace fsync", e))?;
-            }
-            Ok((fresh, start as u64))
-        })
-        .await
-        .map_err(|e| Error::internal("trace write task", e))??;
-
-        self.task_bytes.insert(task_id.to_owned(), task_total + written);
+    /// Writes one chunk for `attempt` of a task; `name` must have passed `validate_file_name`.
+    pub async fn write(
+        &mut self,
+        task_id: &str,
+        attempt: i32,
+        name: &str,
+        offset: u64,
+        data: Vec<u8>,
+        eof: bool,
+    ) -> Result<()> {
+        let store = self.store.clone();
+        let (task, file) = (task_id.to_owned(), name.to_owned());
+        let (written, skipped) =
+            tokio::task::spawn_blocking(move || write_chunk(&store, &task, attempt, &file, offset, &data, eof))
+                .await
+                .map_err(|e| Error::internal("trace write task", e))??;
+        self.touched.insert((task_id.to_owned(), name.to_owned()));
         self.bytes_written += written;
         self.bytes_skipped += skipped;
         Ok(())
@@ -108,15 +63,16 @@ impl TraceWriter {
     /// Makes everything written durable (file data and directory entries) and reports what is on disk.
     pub async fn finish(self) -> Result<TraceSummary> {
         let root = self.store.root().to_owned();
-        let files = self.files;
+        let touched = self.touched;
         let (bytes_written, bytes_skipped) = (self.bytes_written, self.bytes_skipped);
-        blocking(move || {
+        tokio::task::spawn_blocking(move || -> io::Result<TraceSummary> {
             let mut summary = TraceSummary { bytes_written, bytes_skipped, ..Default::default() };
-            let mut dirs = std::collections::BTreeSet::new();
-            for ((task_id, name), file) in &files {
+            let mut dirs = BTreeSet::new();
+            for (task_id, name) in &touched {
+                let path = root.join(task_id).join(name);
+                let file = File::open(&path)?;
                 file.sync_data()?;
                 summary.files.push((name.clone(), file.metadata()?.len()));
-                let path = root.join(task_id).join(name);
                 let mut dir = path.parent();
                 while let Some(d) = dir.filter(|d| d.starts_with(&root) && *d != root) {
                     dirs.insert(d.to_owned());
@@ -129,47 +85,67 @@ impl TraceWriter {
             Ok(summary)
         })
         .await
+        .map_err(|e| Error::internal("trace task", e))?
+        .map_err(|e| Error::internal("trace fsync", e))
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal("trace task", e))?
-        .map_err(|e| Error::internal("trace io", e))
+/// Returns (bytes written, bytes skipped).
+fn write_chunk(
+    store: &TraceStore,
+    task_id: &str,
+    attempt: i32,
+    name: &str,
+    offset: u64,
+    data: &[u8],
+    eof: bool,
+) -> Result<(u64, u64)> {
+    let limits = store.limits();
+    let path = store.task_dir(task_id).join(name);
+    let existing = match std::fs::metadata(&path) {
+        Ok(meta) => Some(meta.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::internal("trace stat", e)),
+    };
+    let len = existing.unwrap_or(0);
+    let chunk_len = data.len() as u64;
+    if offset > len {
+        return Err(Error::invalid(
+            "offset",
+            format!("{offset} would leave a gap in {name}, which has {len} bytes; resume from offset {len}"),
+        ));
+    }
+    let end = offset + chunk_len;
+    if end <= len && existing.is_some() {
+        return Ok((0, chunk_len));
+    }
+    if end > limits.max_file_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "file: {name} would reach {end} bytes, over the per-file limit of {} bytes",
+            limits.max_file_bytes
+        )));
+    }
+    let fresh = end.saturating_sub(len);
+    let new_file = existing.is_none();
+    store.reserve(task_id, attempt, fresh, new_file)?;
+    let start = (len - offset) as usize;
+    let written = open_for_write(&path).and_then(|file| {
+        file.write_all_at(&data[start..], len)?;
+        if eof {
+            file.sync_data()?;
+        }
+        Ok(())
+    });
+    if let Err(err) = written {
+        store.unreserve(task_id, fresh, new_file);
+        return Err(Error::internal("trace write", err));
+    }
+    Ok((fresh, start as u64))
 }
 
-fn open_for_append(path: &Path) -> io::Result<File> {
+fn open_for_write(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     OpenOptions::new().create(true).write(true).truncate(false).open(path)
-}
-
-/// Bytes the worker has uploaded for the current attempt: everything but the server's files and old attempts.
-fn uploaded_bytes(task_dir: &Path) -> io::Result<u64> {
-    fn walk(dir: &Path, top: bool, total: &mut u64) -> io::Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            if top && (name == ATTEMPTS_DIR || name == INPUT_FILE || name == OUTPUT_FILE) {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                walk(&entry.path(), false, total)?;
-            } else if kind.is_file() {
-                *total += entry.metadata()?.len();
-            }
-        }
-        Ok(())
-    }
-    let mut total = 0;
-    walk(task_dir, true, &mut total)?;
-    Ok(total)
 }

@@ -94,7 +94,13 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     ];
 
     let ended = tokio::select! {
-        status = child.wait() => Ended::Exited(status?),
+        status = child.wait() => match status {
+            Ok(status) => Ended::Exited(status),
+            Err(err) => {
+                signal_group(pid, libc::SIGKILL);
+                return Err(err);
+            }
+        },
         _ = tokio::time::sleep(Duration::from_secs(budget as u64)) => Ended::OutOfTime(budget),
         _ = ctx.cancelled.cancelled() => Ended::Cancelled,
     };
@@ -104,8 +110,12 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     // Whatever the command left running in its group must not outlive the task (it would hold the pipes open).
     signal_group(pid, libc::SIGKILL);
     feed.abort();
+    // A process that left the group (setsid) may still hold a pipe: read what comes quickly, then stop reading.
     for reader in readers {
-        let _ = reader.await;
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(KILL_GRACE, reader).await.is_err() {
+            abort.abort();
+        }
     }
 
     let status = match ended {

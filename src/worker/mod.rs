@@ -45,7 +45,12 @@ pub struct WorkerConfig {
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
-const SETTLE_ATTEMPTS: u32 = 6;
+/// How long a finished task keeps trying to reach the server with its result (the lease is heartbeated meanwhile).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(300);
+/// Per-call timeout of settle calls.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a finished task waits for its log upload before settling without it.
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// `HOSTNAME-PID`, the default worker id.
 pub fn default_worker_id() -> String {
@@ -121,6 +126,9 @@ async fn session(
     tracing::info!(server = %config.server, worker_id = %config.worker_id, concurrency = config.concurrency, "connected");
 
     let running: Running = Arc::default();
+    // The server frees a slot as soon as a lease is withdrawn, but stopping a handler takes a moment: the local
+    // semaphore keeps the number of handlers actually running within the concurrency.
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
     let draining = Arc::new(AtomicBool::new(false));
     let session_over = CancellationToken::new();
     let heartbeat_every = Arc::new(Mutex::new(DEFAULT_HEARTBEAT));
@@ -147,7 +155,14 @@ async fn session(
                     if let Ok(mut running) = running.lock() {
                         running.insert(assignment.lease_id.clone(), cancel.clone());
                     }
-                    let job = run_task(client.clone(), handler.clone(), assignment, cancel, config.worker_id.clone());
+                    let job = run_task(
+                        client.clone(),
+                        handler.clone(),
+                        assignment,
+                        cancel,
+                        config.worker_id.clone(),
+                        slots.clone(),
+                    );
                     let running = running.clone();
                     tasks.spawn(async move {
                         let lease_id = job.await;
@@ -257,19 +272,30 @@ async fn run_task(
     assignment: pb::TaskAssignment,
     cancel: CancellationToken,
     worker_id: String,
+    slots: Arc<tokio::sync::Semaphore>,
 ) -> String {
     let lease_id = assignment.lease_id;
-    let Some(task) = assignment.task else {
-        return lease_id;
+    let Some(task) = assignment.task else { return lease_id };
+    let _slot = tokio::select! {
+        permit = slots.acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return lease_id,
+        },
+        _ = cancel.cancelled() => return lease_id,
     };
     let task_id = task.id.clone();
     let (log, lines) = LogSink::new();
     let upload = tokio::spawn(upload::upload_log(client.clone(), lease_id.clone(), lines));
+    let abort = upload.abort_handle();
     log.line(format!("[control-tower] task {task_id} attempt {} on worker {worker_id}", assignment.attempt));
     tracing::info!(task_id = %task_id, trace_id = %task.trace_id, attempt = assignment.attempt, "task started");
 
     let ctx = TaskContext { log: log.clone(), cancelled: cancel.clone(), worker_id };
-    let outcome = handler.handle(task, ctx).await;
+    // In a task of its own, so that a panicking handler fails its task instead of leaving it running.
+    let outcome = match tokio::spawn(handler.handle(task, ctx)).await {
+        Ok(outcome) => outcome,
+        Err(err) => Outcome::Failed { error: format!("the handler panicked: {err}"), retryable: false },
+    };
     match &outcome {
         Outcome::Completed(_) => log.line("[control-tower] completed"),
         Outcome::Failed { error, retryable } => {
@@ -278,12 +304,14 @@ async fn run_task(
         Outcome::Cancelled => {}
     }
     drop(log);
-    match upload.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(status)) => {
-            tracing::warn!(task_id = %task_id, %status, "the log could not be stored")
+    match tokio::time::timeout(UPLOAD_DEADLINE, upload).await {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(status))) => tracing::warn!(task_id = %task_id, %status, "the log could not be stored"),
+        Ok(Err(err)) => tracing::warn!(task_id = %task_id, error = %err, "the log upload task failed"),
+        Err(_) => {
+            abort.abort();
+            tracing::warn!(task_id = %task_id, "the log upload did not finish in time; settling without it");
         }
-        Err(err) => tracing::warn!(task_id = %task_id, error = %err, "the log upload task failed"),
     }
 
     let result = match outcome {
@@ -317,23 +345,31 @@ async fn run_task(
     lease_id
 }
 
-/// Calls a settle RPC, retrying while the server is unreachable. Repeating is safe: the server answers a repeated
-/// settlement of the same lease with the recorded task.
+/// Calls a settle RPC, retrying transient failures (the server restarting, a broken connection) until the
+/// settle deadline. Repeating is safe: the server answers a repeated settlement of the same lease with the
+/// recorded task.
 async fn settle<F, Fut>(call: F) -> Result<pb::Task, Status>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<pb::Task>, Status>>,
 {
+    let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
     let mut delay = Duration::from_millis(100);
-    for attempt in 1..=SETTLE_ATTEMPTS {
-        match call().await {
-            Ok(response) => return Ok(response.into_inner()),
-            Err(status) if status.code() == Code::Unavailable && attempt < SETTLE_ATTEMPTS => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err(status) => return Err(status),
+    loop {
+        let status = match tokio::time::timeout(CALL_TIMEOUT, call()).await {
+            Ok(Ok(response)) => return Ok(response.into_inner()),
+            Ok(Err(status)) => status,
+            Err(_) => Status::deadline_exceeded("the settle call timed out"),
+        };
+        let transient = matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal
+        );
+        if !transient || tokio::time::Instant::now() + delay > deadline {
+            return Err(status);
         }
+        tracing::warn!(%status, "settling failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
-    Err(Status::unavailable("the server did not answer"))
 }
