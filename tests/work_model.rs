@@ -232,7 +232,7 @@ async fn a_task_run_by_a_worker_leaves_runs_issues_and_artifacts_matching_its_tr
         (task.id.as_str(), 1, task.trace_id.as_str())
     );
     assert_eq!(run.executor.as_ref().unwrap().actor.as_ref().unwrap().actor_id, "model-worker");
-    let telemetry = run.telemetry.clone().unwrap();
+    let telemetry = run.telemetry.unwrap();
     assert!(telemetry.started_at.is_some() && telemetry.ended_at.is_some() && telemetry.duration_s.is_some());
     assert_eq!(run.inputs.as_ref().unwrap().context_packets[0].id, ids.context_packet_id);
     assert_eq!(run.outputs.as_ref().unwrap().artifacts.len(), 3);
