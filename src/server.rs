@@ -6,8 +6,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -116,7 +116,6 @@ impl Server {
         let transport_stop = CancellationToken::new();
         let local_addr = listener.local_addr()?;
         let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
@@ -128,7 +127,11 @@ impl Server {
             .add_service(AuditServiceServer::new(AuditServiceImpl::new(state.clone())));
         let stop = transport_stop.clone();
         let mut transport = tokio::spawn(async move {
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()).await
+            // TCP_NODELAY on every accepted connection: the builder's own setting only covers listeners it binds,
+            // and without it a response split over two writes waits for the peer's delayed ACK (~40 ms).
+            let incoming =
+                TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(Duration::from_secs(60)));
+            router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await
         });
         tracing::info!(%local_addr, "serving");
 

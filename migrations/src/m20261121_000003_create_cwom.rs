@@ -223,16 +223,22 @@ fn immutability_sql(backend: DatabaseBackend) -> Vec<String> {
             }
             sql
         }
+        // SQLite's REPLACE deletes the old row without firing DELETE triggers (recursive triggers are off), so an
+        // insert over an existing id is refused too.
         _ => IMMUTABLE_TABLES
             .iter()
             .flat_map(|table| {
-                ["UPDATE", "DELETE"].map(|op| {
+                let refuse = format!(
+                    "BEGIN SELECT RAISE(ABORT, 'IMMUTABILITY_VIOLATION: {table} rows cannot be changed or deleted'); END"
+                );
+                [
+                    format!("CREATE TRIGGER {table}_immutable_update BEFORE UPDATE ON {table} {refuse}"),
+                    format!("CREATE TRIGGER {table}_immutable_delete BEFORE DELETE ON {table} {refuse}"),
                     format!(
-                        "CREATE TRIGGER {table}_immutable_{name} BEFORE {op} ON {table} BEGIN \
-                         SELECT RAISE(ABORT, 'IMMUTABILITY_VIOLATION: {table} rows cannot be changed or deleted'); END",
-                        name = op.to_lowercase()
-                    )
-                })
+                        "CREATE TRIGGER {table}_immutable_replace BEFORE INSERT ON {table} \
+                         WHEN EXISTS (SELECT 1 FROM {table} WHERE id = NEW.id) {refuse}"
+                    ),
+                ]
             })
             .collect(),
     }

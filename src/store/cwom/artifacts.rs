@@ -77,10 +77,16 @@ pub async fn insert(db: &impl ConnectionTrait, change: &Change, a: pb::Artifact)
     let run = super::runs::find(db, &run_id)
         .await
         .map_err(|_| Error::NotFound(format!("artifact.produced_by: Run {run_id} not found")))?;
-    let issue_id = issue_id.unwrap_or_else(|| run.issue_id.clone());
-    super::issues::find(db, &issue_id)
-        .await
-        .map_err(|_| Error::NotFound(format!("artifact.for_issue: Issue {issue_id} not found")))?;
+    let issue_id = match issue_id {
+        None => run.issue_id.clone(),
+        Some(id) if id == run.issue_id => id,
+        Some(id) => {
+            return Err(Error::invalid(
+                "artifact.for_issue",
+                format!("must be the issue of the run that produced it ({}), got {id}", run.issue_id),
+            ));
+        }
+    };
     let model = Model {
         id: new_id(),
         run_id,
