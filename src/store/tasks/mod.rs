@@ -1,0 +1,72 @@
+//! Task lifecycle queries. Every state change is one conditional UPDATE (the fence) and its audit entry, committed
+//! in one transaction.
+//!
+//! Leases: a claim sets `status = running`, a fresh random `lease_id`, `lease_expires_at` and `attempt + 1`.
+//! Workers name the lease in every call; the UPDATE only matches while the row still carries that lease in
+//! `running`, so a stale lease can never settle a task and at most one settlement is ever recorded.
+
+mod intake;
+mod leases;
+mod settle;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::entity::task::{Column, Entity as Tasks, Model, TaskStatus};
+use crate::error::{Error, Result};
+
+pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, find_by_idempotency_key};
+pub use leases::{ClaimRequest, LeaseLoss, LeaseReport, claim, extend_leases, take_back_leases};
+pub use settle::{Backoff, Cancelled, Settled, cancel, complete, fail};
+
+/// `entity_kind` of tasks in the audit log.
+pub const ENTITY_KIND: &str = "Task";
+
+pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Model> {
+    Tasks::find_by_id(id.to_owned()).one(db).await?.ok_or_else(|| Error::NotFound(format!("task {id} not found")))
+}
+
+/// ListTasks filters; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub operation: Option<String>,
+    pub requested_by_kind: Option<String>,
+    pub target_repo: Option<String>,
+    pub worker_id: Option<String>,
+}
+
+/// Newest first (ids are UUIDv7, so id order is creation order), starting after `after_id`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &TaskFilter,
+    after_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Model>> {
+    let mut query = Tasks::find();
+    if let Some(status) = filter.status {
+        query = query.filter(Column::Status.eq(status));
+    }
+    if let Some(op) = &filter.operation {
+        query = query.filter(Column::Operation.eq(op.as_str()));
+    }
+    if let Some(kind) = &filter.requested_by_kind {
+        query = query.filter(Column::RequestedByKind.eq(kind.as_str()));
+    }
+    if let Some(repo) = &filter.target_repo {
+        query = query.filter(Column::TargetRepo.eq(repo.as_str()));
+    }
+    if let Some(worker) = &filter.worker_id {
+        query = query.filter(Column::WorkerId.eq(worker.as_str()));
+    }
+    if let Some(after) = after_id {
+        query = query.filter(Column::Id.lt(after));
+    }
+    Ok(query.order_by_desc(Column::Id).limit(limit).all(db).await?)
+}
+
+/// The task a lease is running, or the task that lease ended; `None` for leases that were taken back or never
+/// existed. Trace uploads are accepted for these leases only.
+pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<Option<Model>> {
+    let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
+    Ok(task.filter(|t| t.status != TaskStatus::Queued))
+}
