@@ -141,11 +141,16 @@ async fn session(
         session_over.clone(),
     ));
     let mut tasks = JoinSet::new();
+    // Withdrawals that overtook their assignment on the stream; such an assignment is never started.
+    let mut withdrawn_unseen: std::collections::HashSet<String> = std::collections::HashSet::new();
 
     let ended = loop {
         tokio::select! {
             message = stream.message() => match message {
                 Ok(Some(pb::PullTasksResponse { event: Some(Event::Assignment(assignment)) })) => {
+                    if withdrawn_unseen.remove(&assignment.lease_id) {
+                        continue;
+                    }
                     if let Some(timeout) = assignment.lease_timeout.and_then(|d| Duration::try_from(d).ok())
                         && let Ok(mut every) = heartbeat_every.lock()
                     {
@@ -173,7 +178,9 @@ async fn session(
                 }
                 Ok(Some(pb::PullTasksResponse { event: Some(Event::Cancelled(cancelled)) })) => {
                     tracing::info!(task_id = %cancelled.task_id, reason = %cancelled.reason, "lease withdrawn");
-                    stop_lease(&running, &cancelled.lease_id);
+                    if !stop_lease(&running, &cancelled.lease_id) && withdrawn_unseen.len() < 10_000 {
+                        withdrawn_unseen.insert(cancelled.lease_id);
+                    }
                 }
                 Ok(Some(pb::PullTasksResponse { event: Some(Event::Draining(_)) })) => {
                     tracing::info!("the server is draining; finishing what we hold");
@@ -206,9 +213,14 @@ async fn session(
     Ok(())
 }
 
-fn stop_lease(running: &Running, lease_id: &str) {
-    if let Some(cancel) = running.lock().ok().and_then(|r| r.get(lease_id).cloned()) {
-        cancel.cancel();
+/// Stops the task holding `lease_id`; false if no task holds it (yet).
+fn stop_lease(running: &Running, lease_id: &str) -> bool {
+    match running.lock().ok().and_then(|r| r.get(lease_id).cloned()) {
+        Some(cancel) => {
+            cancel.cancel();
+            true
+        }
+        None => false,
     }
 }
 
