@@ -46,6 +46,15 @@ async fn next_event(stream: &mut tonic::Streaming<pb::PullTasksResponse>) -> Eve
         .expect("an event")
 }
 
+/// A server on a manual clock whose own reaper never runs: the test decides when time passes and leases expire.
+async fn with_time_in_hand() -> TestServer {
+    TestServer::start_with(Options {
+        manual_clock: true,
+        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
+    })
+    .await
+}
+
 fn reason(status: &tonic::Status) -> String {
     status.get_details_error_info().map(|i| i.reason).unwrap_or_default()
 }
@@ -93,11 +102,7 @@ async fn a_dropped_stream_releases_its_lease_and_the_stale_lease_cannot_complete
 
 #[tokio::test]
 async fn a_lease_expires_without_heartbeats() {
-    let server = TestServer::start_with(Options {
-        manual_clock: true,
-        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
-    })
-    .await;
+    let server = with_time_in_hand().await;
     let mut tasks = server.tasks().await;
     let mut workers = server.workers().await;
     let task = enqueue(&mut tasks, spec("Expire my lease")).await;
@@ -132,11 +137,7 @@ async fn a_lease_expires_without_heartbeats() {
 
 #[tokio::test]
 async fn heartbeats_keep_a_lease_alive() {
-    let server = TestServer::start_with(Options {
-        manual_clock: true,
-        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
-    })
-    .await;
+    let server = with_time_in_hand().await;
     let mut tasks = server.tasks().await;
     let mut workers = server.workers().await;
     let task = enqueue(&mut tasks, spec("Keep me alive")).await;
@@ -225,11 +226,7 @@ async fn workers_only_get_the_operations_they_handle_highest_priority_first() {
 
 #[tokio::test]
 async fn retryable_failures_back_off_until_the_attempts_run_out() {
-    let server = TestServer::start_with(Options {
-        manual_clock: true,
-        configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
-    })
-    .await;
+    let server = with_time_in_hand().await;
     let mut tasks = server.tasks().await;
     let mut workers = server.workers().await;
     let mut s = spec("Flaky work");

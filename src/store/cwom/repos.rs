@@ -1,8 +1,8 @@
 //! Repos: the repositories work happens in. The slug is unique and stable; the name may change.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use super::{
@@ -66,17 +66,24 @@ pub async fn create(db: &DatabaseConnection, change: &Change, repo: pb::Repo) ->
     v.length("repo.slug", &repo.slug, 1, 256);
     let fields = validate(&repo, &mut v);
     v.into_result()?;
+    let model = new_model(change, repo, fields);
     let txn = db.begin().await?;
-    let created = insert(&txn, change, repo, fields).await?;
+    Repos::insert(repo::ActiveModel::from(model.clone())).exec_without_returning(&txn).await.map_err(|e| {
+        match Error::from(e) {
+            Error::AlreadyExists(_) => Error::AlreadyExists(format!("Repo slug '{}' already exists", model.slug)),
+            other => other,
+        }
+    })?;
+    let created = created(&txn, change, &model).await?;
     txn.commit().await?;
     Ok(created)
 }
 
-async fn insert(db: &impl ConnectionTrait, change: &Change, repo: pb::Repo, fields: Fields) -> Result<pb::Repo> {
-    let model = Model {
+fn new_model(change: &Change, repo: pb::Repo, fields: Fields) -> Model {
+    Model {
         id: new_id(),
         name: fields.name,
-        slug: repo.slug.clone(),
+        slug: repo.slug,
         source: to_json(&repo.source),
         default_branch: fields.default_branch,
         visibility: fields.visibility.to_db().to_owned(),
@@ -88,20 +95,14 @@ async fn insert(db: &impl ConnectionTrait, change: &Change, repo: pb::Repo, fiel
         trace_id: Some(change.trace_id.clone()),
         created_at: change.now,
         updated_at: change.now,
-    };
-    Repos::insert(repo::ActiveModel::from(model.clone())).exec_without_returning(db).await.map_err(|e| {
-        match Error::from(e) {
-            Error::AlreadyExists(_) => Error::AlreadyExists(format!("Repo slug '{}' already exists", model.slug)),
-            other => other,
-        }
-    })?;
-    let created = to_pb(&model);
-    audit::append(
-        db,
-        change.now,
-        vec![Entry::created(change.actor.clone(), KIND, &model.id, snapshot(&created), &change.trace_id)],
-    )
-    .await?;
+    }
+}
+
+/// The `created` audit entry of a new repo.
+async fn created(db: &impl ConnectionTrait, change: &Change, model: &Model) -> Result<pb::Repo> {
+    let created = to_pb(model);
+    let entry = Entry::created(change.actor.clone(), KIND, &model.id, snapshot(&created), &change.trace_id);
+    audit::append(db, change.now, vec![entry]).await?;
     Ok(created)
 }
 
@@ -114,39 +115,21 @@ pub async fn get_or_create(db: &impl ConnectionTrait, change: &Change, repo: pb:
     v.length("target.repo", &repo.slug, 1, 256);
     let fields = validate(&repo, &mut v);
     v.into_result()?;
-    let model = repo::ActiveModel {
-        id: Set(new_id()),
-        name: Set(fields.name),
-        slug: Set(repo.slug.clone()),
-        source: Set(to_json(&repo.source)),
-        default_branch: Set(fields.default_branch),
-        visibility: Set(fields.visibility.to_db().to_owned()),
-        owners: Set(to_json(&repo.owners)),
-        policy: Set(to_json(&repo.policy)),
-        links: Set(to_json(&repo.links)),
-        tags: Set(to_json(&repo.tags)),
-        meta: Set(meta_to_json(repo.meta.clone())),
-        trace_id: Set(Some(change.trace_id.clone())),
-        created_at: Set(change.now),
-        updated_at: Set(change.now),
-    };
+    let model = new_model(change, repo, fields);
     // ON CONFLICT DO NOTHING: a concurrent creator of the same slug wins without aborting our transaction.
-    let inserted = Repos::insert(model)
+    let inserted = Repos::insert(repo::ActiveModel::from(model.clone()))
         .on_conflict(sea_orm::sea_query::OnConflict::column(Column::Slug).do_nothing().to_owned())
         .exec_without_returning(db)
         .await?;
+    if inserted > 0 {
+        return Ok((created(db, change, &model).await?, true));
+    }
     let stored = Repos::find()
-        .filter(Column::Slug.eq(&repo.slug))
+        .filter(Column::Slug.eq(&model.slug))
         .one(db)
         .await?
         .ok_or_else(|| Error::internal("repo get-or-create", "the repo vanished"))?;
-    let created = to_pb(&stored);
-    if inserted > 0 {
-        let entry = Entry::created(change.actor.clone(), KIND, &stored.id, snapshot(&created), &change.trace_id);
-        audit::append(db, change.now, vec![entry]).await?;
-        return Ok((created, true));
-    }
-    Ok((created, false))
+    Ok((to_pb(&stored), false))
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Model> {
