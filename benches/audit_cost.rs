@@ -42,22 +42,27 @@ fn spec(i: usize) -> pb::TaskSpec {
     }
 }
 
-async fn fresh_database(dir: &std::path::Path, run: usize) -> String {
-    match std::env::var("BENCH_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        None => format!("sqlite://{}?mode=rwc", dir.join(format!("bench-{run}.db")).display()),
+/// A new database for one run: a SQLite file, or a PostgreSQL database (named, to be dropped afterwards).
+async fn fresh_database(dir: &std::path::Path, run: usize) -> (String, Option<String>) {
+    match admin_url() {
+        None => (format!("sqlite://{}?mode=rwc", dir.join(format!("bench-{run}.db")).display()), None),
         Some(admin) => {
             let name = format!("ct_bench_{}", uuid::Uuid::new_v4().simple());
             let conn = Database::connect(&admin).await.expect("connect to BENCH_DATABASE_URL");
             conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            format!("{base}/{name}")
+            (format!("{base}/{name}"), Some(name))
         }
     }
 }
 
+fn admin_url() -> Option<String> {
+    std::env::var("BENCH_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
 async fn run_once(tasks: usize, create_cwom: bool, run: usize) -> Sample {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_database(dir.path(), run).await;
+    let (url, postgres_db) = fresh_database(dir.path(), run).await;
     let mut config = ServerConfig::new(url, dir.path().join("traces"));
     config.policy = Policy::new(["acme/"]);
     let server = Server::build(config, Arc::new(SystemClock)).await.expect("server");
@@ -106,6 +111,10 @@ async fn run_once(tasks: usize, create_cwom: bool, run: usize) -> Sample {
     let audit_rows = count("SELECT COUNT(*) FROM audit_log").await;
     stop.cancel();
     let _ = serving.await;
+    if let (Some(admin), Some(name)) = (admin_url(), postgres_db) {
+        let conn = Database::connect(&admin).await.expect("connect to BENCH_DATABASE_URL");
+        let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    }
     Sample {
         enqueue_per_task,
         drain_tasks_per_s: tasks as f64 / drain.as_secs_f64(),
