@@ -20,7 +20,11 @@ use crate::{
         task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
     },
     spec::{Policy, policy::ALLOWED_REPO_PREFIXES_VAR},
-    store::{audit::Actor, db},
+    store::{
+        audit::Actor,
+        db,
+        single_server::{self, SqliteServerLock},
+    },
     trace::TraceStore,
 };
 
@@ -51,11 +55,14 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Server {
     state: Arc<AppState>,
     drain_timeout: Duration,
+    /// On SQLite, the lock that keeps a second server off the same database.
+    _sqlite_lock: Option<SqliteServerLock>,
 }
 
 impl Server {
     /// Connects to the database, applies pending migrations and prepares the trace root.
     pub async fn build(config: ServerConfig, clock: SharedClock) -> anyhow::Result<Self> {
+        let sqlite_lock = single_server::lock(&config.database_url)?;
         let db = db::connect(&config.database_url, config.db_max_connections)
             .await
             .context("could not connect to the database")?;
@@ -85,7 +92,7 @@ impl Server {
             operator: Actor::new("human", config.operator_id),
             shutting_down: CancellationToken::new(),
         });
-        Ok(Self { state, drain_timeout: config.drain_timeout })
+        Ok(Self { state, drain_timeout: config.drain_timeout, _sqlite_lock: sqlite_lock })
     }
 
     pub fn state(&self) -> &Arc<AppState> {

@@ -153,19 +153,46 @@ async fn exec_results_and_exit_codes_map_to_outcomes() {
 }
 
 #[tokio::test]
+async fn a_scheduled_task_waits_for_its_time() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let url = server.url();
+    let _worker = Process::spawn(&["worker", "--server", &url], &[], server.dir.path().join("worker.log"));
+    let mut s = spec("Not before its time");
+    let at = control_tower::clock::Clock::now(&control_tower::clock::SystemClock) + 1_500_000;
+    s.run_after = Some(control_tower::convert::timestamp(at));
+    let task = enqueue(&mut tasks, s).await;
+    assert_eq!(task.status(), pb::TaskStatus::Queued);
+    let done = wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Completed).await;
+    let started = done.started_at.unwrap();
+    let started = started.seconds * 1_000_000 + i64::from(started.nanos / 1000);
+    assert!(started >= at, "started {started} before its run_after {at}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_killed_worker_process_loses_its_lease_and_another_finishes_the_task() {
     let server = TestServer::start().await;
     let mut tasks = server.tasks().await;
     let url = server.url();
+    let pid_file = server.dir.path().join("agent.pid");
+    let agent = format!("echo $$ > {}; exec sleep 300", pid_file.display());
     let mut doomed = Process::spawn(
-        &["worker", "--server", &url, "--worker-id", "doomed", "--exec", "exec sleep 5"],
+        &["worker", "--server", &url, "--worker-id", "doomed", "--exec", &agent],
         &[],
         server.dir.path().join("doomed.log"),
     );
     let task = enqueue(&mut tasks, spec("Outlive a crashed worker")).await;
     wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Running).await;
+    eventually("the agent to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim().parse::<i32>().is_ok())
+    })
+    .await;
+    let agent_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     doomed.signal(libc::SIGKILL);
     doomed.wait().await;
+    // SAFETY: signal 0 only checks that the process exists.
+    eventually("the agent to die with its worker", || unsafe { libc::kill(agent_pid, 0) } != 0).await;
 
     let requeued = wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Queued).await;
     assert_eq!(requeued.attempt, 1);

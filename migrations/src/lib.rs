@@ -9,6 +9,7 @@ mod m20261120_000001_create_tasks;
 mod m20261120_000002_create_audit_log;
 mod m20261121_000003_create_cwom;
 mod m20261121_000004_audit_cursor;
+mod m20261121_000005_scheduled_tasks_index;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261120_000002_create_audit_log::Migration),
             Box::new(m20261121_000003_create_cwom::Migration),
             Box::new(m20261121_000004_audit_cursor::Migration),
+            Box::new(m20261121_000005_scheduled_tasks_index::Migration),
         ]
     }
 }

@@ -37,7 +37,14 @@ pub fn spawn_maintenance(dispatcher: Arc<Dispatcher>, shutdown: CancellationToke
                 if let Err(err) = dispatcher.reap_expired().await {
                     tracing::warn!(error = %err, "lease reaper failed; retrying at the next sweep");
                 }
-                dispatcher.work_available(dispatcher.clock.now());
+                let now = dispatcher.clock.now();
+                dispatcher.work_available(now);
+                // Tasks scheduled by others (another server, or before a restart) get a timer here too.
+                match tasks::next_scheduled(&dispatcher.db, now).await {
+                    Ok(Some(at)) => dispatcher.work_available(at),
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, "could not look up the next scheduled task"),
+                }
             }
         }
     })

@@ -118,6 +118,8 @@ pub struct Dispatcher {
     withdrawn_early: Mutex<HashSet<String>>,
 }
 
+/// Bound on pending wake-up timers.
+const MAX_WAKEUPS: usize = 100_000;
 /// Bound on remembered early withdrawals; they are consumed within one claim, so this only guards against leaks.
 const MAX_WITHDRAWN_EARLY: usize = 10_000;
 
@@ -156,7 +158,10 @@ impl Dispatcher {
     pub fn work_available(&self, at: Micros) {
         if at > self.clock.now() {
             if let Ok(mut wakeups) = self.wakeups.lock() {
-                wakeups.push(Reverse(at));
+                // The sweep finds scheduled tasks again, so a bounded timer set loses nothing.
+                if wakeups.len() < MAX_WAKEUPS {
+                    wakeups.push(Reverse(at));
+                }
             }
             self.wakeup_added.notify_one();
         } else {

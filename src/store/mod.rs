@@ -7,4 +7,5 @@ pub mod audit;
 pub mod cwom;
 pub mod db;
 pub mod entity;
+pub mod single_server;
 pub mod tasks;

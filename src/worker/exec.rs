@@ -59,7 +59,8 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     let spec = task.spec.clone().unwrap_or_default();
     let budget = spec.constraints.as_ref().and_then(|c| c.time_budget_seconds).unwrap_or(900).max(1);
 
-    let mut child = Command::new("sh")
+    let mut shell = Command::new("sh");
+    shell
         .arg("-c")
         .arg(command)
         .current_dir(workdir.path())
@@ -73,8 +74,9 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
         .stderr(Stdio::piped())
         // Its own process group, so that stopping it stops everything it started.
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    die_with_worker(&mut shell);
+    let mut child = shell.spawn()?;
     let pid = child.id();
 
     let input = serde_json::to_vec(&task_document(&task))?;
@@ -185,6 +187,22 @@ where
         }
     })
 }
+
+/// On Linux the command is killed when the worker dies, even by SIGKILL, so that a crashed worker leaves no agent
+/// running a task that will be redelivered elsewhere. (Start the agent with `exec` so that it is the direct child.)
+#[cfg(target_os = "linux")]
+fn die_with_worker(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_worker(_command: &mut Command) {}
 
 /// SIGTERM to the group, then SIGKILL if it is still there after the grace period.
 async fn stop_group(pid: Option<u32>, child: &mut Child) {

@@ -70,3 +70,19 @@ pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<
     let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
     Ok(task.filter(|t| t.status != TaskStatus::Queued))
 }
+
+/// The earliest time after `now` at which a queued task becomes claimable, if any is scheduled.
+pub async fn next_scheduled(
+    db: &impl ConnectionTrait,
+    now: crate::clock::Micros,
+) -> Result<Option<crate::clock::Micros>> {
+    let next: Option<Option<i64>> = Tasks::find()
+        .select_only()
+        .column_as(Column::RunAfter.min(), "next")
+        .filter(Column::Status.eq(TaskStatus::Queued))
+        .filter(Column::RunAfter.gt(now))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(next.flatten())
+}
