@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Seconds a lease lasts without a heartbeat.
     #[arg(long, env = "JCT_LEASE_TIMEOUT_SECONDS", default_value_t = 30)]
     pub lease_timeout_seconds: u64,
+    /// Tasks with the same concurrency key that may run at once, across all servers.
+    #[arg(long, env = "JCT_CONCURRENCY_LIMIT", default_value_t = 1)]
+    pub concurrency_limit: u32,
     /// Attempts per task when its spec does not say.
     #[arg(long, env = "JCT_DEFAULT_MAX_ATTEMPTS", default_value_t = 3)]
     pub default_max_attempts: i32,
@@ -131,6 +134,7 @@ impl From<&ServeArgs> for ServerConfig {
                 lease_timeout: Duration::from_secs(args.lease_timeout_seconds.max(1)),
                 sweep_interval: Duration::from_secs(1),
                 backoff: Backoff { base: 1_000_000, max: 300_000_000 },
+                concurrency_limit: args.concurrency_limit.max(1),
             },
             default_max_attempts: args.default_max_attempts.clamp(1, 100),
             drain_timeout: Duration::from_secs(args.drain_timeout_seconds),

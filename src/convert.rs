@@ -79,6 +79,7 @@ impl From<&TaskRow> for pb::Task {
             priority: row.priority,
             run_after: Some(timestamp(row.run_after)),
             max_attempts: row.max_attempts,
+            concurrency_key: row.concurrency_key.clone().unwrap_or_default(),
             ..Default::default()
         };
         pb::Task {
@@ -149,6 +150,7 @@ pub fn task_document(task: &pb::Task) -> Json {
             "metadata": struct_json(&spec.metadata),
             "priority": spec.priority,
             "max_attempts": spec.max_attempts,
+            "concurrency_key": spec.concurrency_key,
             "run_after": time_json(&spec.run_after),
         },
         "created_at": time_json(&task.created_at),

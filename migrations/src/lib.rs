@@ -10,6 +10,7 @@ mod m20261120_000002_create_audit_log;
 mod m20261121_000003_create_cwom;
 mod m20261121_000004_audit_cursor;
 mod m20261121_000005_scheduled_tasks_index;
+mod m20261121_000006_concurrency_keys;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_create_cwom::Migration),
             Box::new(m20261121_000004_audit_cursor::Migration),
             Box::new(m20261121_000005_scheduled_tasks_index::Migration),
+            Box::new(m20261121_000006_concurrency_keys::Migration),
         ]
     }
 }

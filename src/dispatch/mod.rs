@@ -51,6 +51,8 @@ pub struct DispatchConfig {
     pub sweep_interval: Duration,
     /// Retry schedule of retryable failures.
     pub backoff: Backoff,
+    /// How many tasks with the same concurrency key may run at once, across all servers.
+    pub concurrency_limit: u32,
 }
 
 impl Default for DispatchConfig {
@@ -59,6 +61,7 @@ impl Default for DispatchConfig {
             lease_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
             backoff: Backoff { base: 1_000_000, max: 300_000_000 },
+            concurrency_limit: 1,
         }
     }
 }

@@ -40,9 +40,10 @@ pub fn open_stream(dispatcher: &Arc<Dispatcher>, options: PullOptions) -> Result
     Ok(ReceiverStream::new(inbox))
 }
 
-enum Claimed {
-    /// This many tasks were pushed.
-    Sent(usize),
+enum Pushed {
+    /// This many tasks were pushed; `more` when eligible tasks were held back by a concurrency key that filled up
+    /// (others may be waiting behind them, so look again at once).
+    Sent { count: usize, more: bool },
     /// The worker went away while we pushed.
     WorkerGone,
 }
@@ -70,9 +71,9 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
             // Mark the current work signal seen before looking, so that work arriving during the claim wakes us.
             work.borrow_and_update();
             match claim_and_push(&dispatcher, &entry, &outbox, &options, free).await {
-                Ok(Claimed::Sent(n)) if n == free => continue,
-                Ok(Claimed::Sent(_)) => error_delay = Duration::from_millis(50),
-                Ok(Claimed::WorkerGone) => break,
+                Ok(Pushed::Sent { count, more }) if count == free || more => continue,
+                Ok(Pushed::Sent { .. }) => error_delay = Duration::from_millis(50),
+                Ok(Pushed::WorkerGone) => break,
                 Err(err) => {
                     tracing::warn!(worker_id = %options.worker_id, error = %err, "claim failed; retrying");
                     tokio::select! {
@@ -114,7 +115,7 @@ async fn claim_and_push(
     outbox: &Outbox,
     options: &PullOptions,
     free: usize,
-) -> Result<Claimed> {
+) -> Result<Pushed> {
     let now = dispatcher.clock.now();
     let uri_prefix = dispatcher.traces.uri_prefix();
     let request = ClaimRequest {
@@ -123,8 +124,9 @@ async fn claim_and_push(
         limit: free as u64,
         lease_timeout: dispatcher.lease_timeout_micros(),
         trace_uri_prefix: &uri_prefix,
+        concurrency_limit: dispatcher.config.concurrency_limit,
     };
-    let claimed = tasks::claim(&dispatcher.db, now, &request).await?;
+    let tasks::Claimed { tasks: claimed, capped } = tasks::claim(&dispatcher.db, now, &request).await?;
     // Hold every lease before pushing any, so that whatever happens next they are released with the stream. A
     // lease whose task was cancelled in the meantime is not pushed at all.
     let claimed: Vec<_> =
@@ -150,8 +152,8 @@ async fn claim_and_push(
         tracing::debug!(task_id = %row.id, worker_id = %options.worker_id, attempt = row.attempt, "task leased");
         let message = pb::PullTasksResponse { event: Some(Event::Assignment(assignment)) };
         if outbox.send(Ok(message)).await.is_err() {
-            return Ok(Claimed::WorkerGone);
+            return Ok(Pushed::WorkerGone);
         }
     }
-    Ok(Claimed::Sent(claimed.len()))
+    Ok(Pushed::Sent { count: claimed.len(), more: capped > 0 })
 }

@@ -52,6 +52,7 @@ pub struct NewTask {
     pub run_after: Option<Micros>,
     /// `None` means the server default.
     pub max_attempts: Option<i32>,
+    pub concurrency_key: Option<String>,
 }
 
 /// Validates a spec and fills in defaults. Empty strings count as absent, as is usual in proto3.
@@ -133,6 +134,14 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
         },
     };
 
+    let concurrency_key = non_empty(spec.concurrency_key);
+    if let Some(key) = &concurrency_key {
+        v.length("concurrency_key", key, 1, 128);
+        if !key.chars().all(|c| c.is_ascii_graphic()) {
+            v.push("concurrency_key", "may only use printable ASCII characters without spaces");
+        }
+    }
+
     v.into_result()?;
     Ok(NewTask {
         version,
@@ -155,6 +164,7 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
         priority: spec.priority,
         run_after,
         max_attempts,
+        concurrency_key,
     })
 }
 

@@ -51,6 +51,8 @@ pub struct Model {
     pub queued_at: i64,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// At most the configured number of tasks with the same key run at once.
+    pub concurrency_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]

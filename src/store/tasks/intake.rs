@@ -80,6 +80,7 @@ fn new_row(spec: NewTask, now: Micros, ctx: &EnqueueContext) -> Model {
         queued_at: now,
         started_at: None,
         completed_at: None,
+        concurrency_key: spec.concurrency_key,
     }
 }
 

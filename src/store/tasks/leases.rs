@@ -1,9 +1,11 @@
 //! Leases: claiming queued tasks for a worker stream, extending them, and taking them back.
 
+use std::collections::BTreeMap;
+
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    Statement, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Order, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, Statement, TransactionTrait,
+    sea_query::{BinOper, Expr, ExprTrait, LockBehavior, LockType, Order, Query},
 };
 use serde_json::json;
 
@@ -31,20 +33,34 @@ pub struct ClaimRequest<'a> {
     pub lease_timeout: Micros,
     /// `trace_path` is this prefix followed by the task id.
     pub trace_uri_prefix: &'a str,
+    /// How many tasks with the same concurrency key may run at once.
+    pub concurrency_limit: u32,
 }
 
-/// Leases up to `limit` eligible queued tasks to a worker: highest priority first, FIFO within a priority, each
-/// with a fresh unguessable lease token (32 hex characters) made by the database. Returns them in that order.
-pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest<'_>) -> Result<Vec<Model>> {
+/// What a claim leased, and how many eligible tasks it left queued because their concurrency key filled up during
+/// the claim (a sign that other tasks may be waiting behind them).
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub tasks: Vec<Model>,
+    pub capped: usize,
+}
+
+/// Leases up to `limit` eligible queued tasks to a worker: highest priority first, FIFO within a priority, never
+/// more running tasks per concurrency key than the limit. Each lease gets a fresh unguessable token (32 hex
+/// characters) made by the database.
+///
+/// Three steps in one transaction: pick candidates (on PostgreSQL locked with FOR UPDATE SKIP LOCKED, so concurrent
+/// claimers on any server pass each other by), admit keyed candidates per key while holding that key's lock (a
+/// transaction-scoped advisory lock on PostgreSQL; SQLite has a single writer), then lease the admitted rows.
+pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest<'_>) -> Result<Claimed> {
     let txn = db.begin().await?;
-    let mut claimed = match db.get_database_backend() {
-        DatabaseBackend::Postgres => claim_postgres(&txn, now, req).await?,
-        _ => claim_sqlite(&txn, now, req).await?,
-    };
-    if claimed.is_empty() {
+    let candidates = candidates(&txn, now, req).await?;
+    if candidates.is_empty() {
         txn.commit().await?;
-        return Ok(claimed);
+        return Ok(Claimed::default());
     }
+    let (admitted, capped) = admit(&txn, candidates, req.concurrency_limit).await?;
+    let mut claimed = lease(&txn, now, req, &admitted).await?;
     let actor = Actor::worker(req.worker_id);
     let entries = claimed
         .iter()
@@ -54,7 +70,7 @@ pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest<'_>)
                 ENTITY_KIND,
                 &t.id,
                 ("queued", "running"),
-                json!({ "worker_id": req.worker_id, "attempt": t.attempt }),
+                json!({ "worker_id": req.worker_id, "attempt": t.attempt, "concurrency_key": t.concurrency_key }),
                 Some(&format!("leased to {} (attempt {} of {})", req.worker_id, t.attempt, t.max_attempts)),
                 &t.trace_id,
             )
@@ -67,64 +83,103 @@ pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest<'_>)
     }
     txn.commit().await?;
     claimed.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
-    Ok(claimed)
+    Ok(Claimed { tasks: claimed, capped })
 }
 
-/// PostgreSQL: the eligible rows are picked once, into an array (`= ANY(ARRAY(...))`), and locked with SKIP LOCKED so
-/// that concurrent claimers (streams, replicas) pass each other by. With `IN (subquery)` instead, the planner may
-/// re-run the subquery per row and, skipping the rows this very statement just updated, lease more than `limit`.
-async fn claim_postgres(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest<'_>) -> Result<Vec<Model>> {
-    let mut values: Vec<sea_orm::Value> = vec![
-        (now + req.lease_timeout).into(),
-        req.worker_id.into(),
-        now.into(),
-        req.trace_uri_prefix.into(),
-        (req.limit as i64).into(),
-    ];
-    let operations = if req.operations.is_empty() {
-        String::new()
-    } else {
-        let first = values.len() + 1;
-        values.extend(req.operations.iter().map(|op| sea_orm::Value::from(op.as_str())));
-        let placeholders: Vec<String> = (first..values.len() + 1).map(|i| format!("${i}")).collect();
-        format!("AND operation IN ({})", placeholders.join(", "))
-    };
-    let sql = format!(
-        "UPDATE tasks SET status = 'running', lease_id = replace(gen_random_uuid()::text, '-', ''), \
-         lease_expires_at = $1, attempt = attempt + 1, worker_id = $2, started_at = $3, trace_path = $4 || id \
-         WHERE id = ANY(ARRAY( \
-             SELECT id FROM tasks WHERE status = 'queued' AND run_after <= $3 {operations} \
-             ORDER BY priority DESC, queued_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)) \
-         AND status = 'queued' RETURNING *"
-    );
-    let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values);
-    Ok(Tasks::find().from_raw_sql(statement).all(txn).await?)
-}
-
-/// SQLite: one writer at a time, so a plain conditional UPDATE over the eligible ids is race-free.
-async fn claim_sqlite(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest<'_>) -> Result<Vec<Model>> {
-    let mut eligible = Query::select();
-    eligible
-        .column(Column::Id)
+/// Eligible queued tasks in dispatch order, skipping keys that are already full, as (id, concurrency key).
+async fn candidates(
+    txn: &DatabaseTransaction,
+    now: Micros,
+    req: &ClaimRequest<'_>,
+) -> Result<Vec<(String, Option<String>)>> {
+    let mut query = Query::select();
+    query
+        .columns([Column::Id, Column::ConcurrencyKey])
         .from(Tasks)
         .and_where(Column::Status.eq(TaskStatus::Queued))
         .and_where(Column::RunAfter.lte(now))
+        .cond_where(
+            // The limit is a number of ours, inlined: a bound value in custom SQL would need per-backend placeholders.
+            Condition::any().add(Column::ConcurrencyKey.is_null()).add(Expr::cust(format!(
+                "(SELECT COUNT(*) FROM tasks r WHERE r.status = 'running' \
+                 AND r.concurrency_key = tasks.concurrency_key) < {}",
+                req.concurrency_limit
+            ))),
+        )
         .order_by(Column::Priority, Order::Desc)
         .order_by(Column::QueuedAt, Order::Asc)
         .order_by(Column::Id, Order::Asc)
-        .limit(req.limit);
+        .limit(req.limit)
+        // Ignored by SQLite, which has a single writer.
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     if !req.operations.is_empty() {
-        eligible.and_where(Column::Operation.is_in(req.operations.iter().map(String::as_str)));
+        query.and_where(Column::Operation.is_in(req.operations.iter().map(String::as_str)));
     }
+    let rows = txn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get_by_index::<String>(0)?, row.try_get_by_index::<Option<String>>(1)?)))
+        .collect()
+}
+
+/// Keeps unkeyed candidates, and per key as many as the key has room for. Keys are locked in sorted order, so two
+/// claimers never wait on each other in a cycle. Returns the admitted ids and how many were held back.
+async fn admit(
+    txn: &DatabaseTransaction,
+    candidates: Vec<(String, Option<String>)>,
+    limit: u32,
+) -> Result<(Vec<String>, usize)> {
+    let mut admitted = Vec::with_capacity(candidates.len());
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, key) in candidates {
+        match key {
+            None => admitted.push(id),
+            Some(key) => by_key.entry(key).or_default().push(id),
+        }
+    }
+    let mut capped = 0;
+    let backend = txn.get_database_backend();
+    for (key, ids) in by_key {
+        if backend == DatabaseBackend::Postgres {
+            let lock = Statement::from_sql_and_values(
+                backend,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                [key.clone().into()],
+            );
+            txn.execute_raw(lock).await?;
+        }
+        // Counted after taking the lock: every claim for this key that came before us has committed.
+        let running = Tasks::find()
+            .filter(Column::ConcurrencyKey.eq(key.as_str()))
+            .filter(Column::Status.eq(TaskStatus::Running))
+            .count(txn)
+            .await?;
+        let room = u64::from(limit).saturating_sub(running) as usize;
+        capped += ids.len().saturating_sub(room);
+        admitted.extend(ids.into_iter().take(room));
+    }
+    Ok((admitted, capped))
+}
+
+async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest<'_>, ids: &[String]) -> Result<Vec<Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let token = match txn.get_database_backend() {
+        DatabaseBackend::Postgres => "replace(gen_random_uuid()::text, '-', '')",
+        _ => "lower(hex(randomblob(16)))",
+    };
     Ok(Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
-        .col_expr(Column::LeaseId, Expr::cust("lower(hex(randomblob(16)))"))
+        .col_expr(Column::LeaseId, Expr::cust(token))
         .col_expr(Column::LeaseExpiresAt, Expr::value(now + req.lease_timeout))
         .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
         .col_expr(Column::WorkerId, Expr::value(req.worker_id))
         .col_expr(Column::StartedAt, Expr::value(now))
-        .col_expr(Column::TracePath, Expr::cust_with_values("? || \"id\"", [req.trace_uri_prefix]))
-        .filter(Column::Id.in_subquery(eligible))
+        .col_expr(
+            Column::TracePath,
+            Expr::value(req.trace_uri_prefix).binary(BinOper::Custom("||"), Expr::col(Column::Id)),
+        )
+        .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
         .filter(Column::Status.eq(TaskStatus::Queued))
         .exec_with_returning(txn)
         .await?)
