@@ -14,7 +14,7 @@ use crate::{
     api::{AuditServiceImpl, CwomServiceImpl, TaskServiceImpl, WorkerServiceImpl},
     clock::SharedClock,
     config::ServerConfig,
-    dispatch::{Dispatcher, spawn_maintenance},
+    dispatch::{Dispatcher, spawn_listener, spawn_maintenance},
     pb::{
         self, audit_service_server::AuditServiceServer, cwom_service_server::CwomServiceServer,
         task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
@@ -55,6 +55,7 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Server {
     state: Arc<AppState>,
     drain_timeout: Duration,
+    database_url: String,
     /// On SQLite, the lock that keeps a second server off the same database.
     _sqlite_lock: Option<SqliteServerLock>,
 }
@@ -92,7 +93,12 @@ impl Server {
             operator: Actor::new("human", config.operator_id),
             shutting_down: CancellationToken::new(),
         });
-        Ok(Self { state, drain_timeout: config.drain_timeout, _sqlite_lock: sqlite_lock })
+        Ok(Self {
+            state,
+            drain_timeout: config.drain_timeout,
+            database_url: config.database_url,
+            _sqlite_lock: sqlite_lock,
+        })
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -118,6 +124,7 @@ impl Server {
         let loops = CancellationToken::new();
         let health_stop = CancellationToken::new();
         let maintenance = spawn_maintenance(state.dispatcher.clone(), loops.clone());
+        let listener_loop = spawn_listener(state.dispatcher.clone(), self.database_url.clone(), loops.clone());
         let health_loop = spawn_health_loop(state.db.clone(), health.clone(), health_stop.clone());
 
         let transport_stop = CancellationToken::new();
@@ -159,6 +166,9 @@ impl Server {
         state.dispatcher.drain(self.drain_timeout).await;
         loops.cancel();
         let _ = maintenance.await;
+        if let Some(listener_loop) = listener_loop {
+            let _ = listener_loop.await;
+        }
         transport_stop.cancel();
         match tokio::time::timeout(Duration::from_secs(10), transport).await {
             Ok(result) => result?.context("the gRPC transport failed while stopping")?,

@@ -51,6 +51,7 @@ async fn with_time_in_hand() -> TestServer {
     TestServer::start_with(Options {
         manual_clock: true,
         configure: Some(Box::new(|c| c.dispatch.sweep_interval = Duration::from_secs(3600))),
+        ..Default::default()
     })
     .await
 }

@@ -6,6 +6,7 @@
 //! A periodic sweep (the lease reaper) is the safety net.
 
 mod maintenance;
+mod notify;
 mod stream;
 
 use std::{
@@ -41,6 +42,7 @@ use crate::{
 };
 
 pub use maintenance::spawn_maintenance;
+pub use notify::spawn_listener;
 pub use stream::{PullOptions, TaskStream, open_stream};
 
 #[derive(Debug, Clone)]
@@ -119,6 +121,12 @@ pub struct Dispatcher {
     lease_released: Notify,
     /// Leases withdrawn (task cancelled) before their stream registered them: never pushed to a worker.
     withdrawn_early: Mutex<HashSet<String>>,
+    /// Names this server in the signals it sends to the others.
+    server_id: String,
+    /// A "work" signal is on its way to the other servers; more work meanwhile needs no signal of its own.
+    work_signal_pending: Arc<AtomicBool>,
+    /// Whether this server hears the other servers' signals (PostgreSQL only).
+    listening: AtomicBool,
 }
 
 /// Bound on pending wake-up timers.
@@ -142,6 +150,9 @@ impl Dispatcher {
             wakeup_added: Notify::new(),
             lease_released: Notify::new(),
             withdrawn_early: Mutex::default(),
+            server_id: uuid::Uuid::new_v4().simple().to_string(),
+            work_signal_pending: Arc::new(AtomicBool::new(false)),
+            listening: AtomicBool::new(false),
         })
     }
 
@@ -157,8 +168,16 @@ impl Dispatcher {
         *self.phase.borrow()
     }
 
-    /// Claimable work may exist now (or at `at`, if that is later).
+    /// Claimable work may exist now (or at `at`, if that is later), here and on the other servers.
     pub fn work_available(&self, at: Micros) {
+        self.wake(at);
+        if !self.work_signal_pending.swap(true, Ordering::SeqCst) {
+            self.publish(notify::Signal::Work(at));
+        }
+    }
+
+    /// Wakes this server's idle streams now, or sets a timer for `at`.
+    fn wake(&self, at: Micros) {
         if at > self.clock.now() {
             if let Ok(mut wakeups) = self.wakeups.lock() {
                 // The sweep finds scheduled tasks again, so a bounded timer set loses nothing.
@@ -172,6 +191,11 @@ impl Dispatcher {
         }
     }
 
+    /// Whether this server currently hears the other servers' dispatch signals.
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
     /// Number of open worker streams.
     pub fn stream_count(&self) -> usize {
         self.streams.lock().map(|s| s.len()).unwrap_or(0)
@@ -182,9 +206,17 @@ impl Dispatcher {
         self.leases.lock().map(|l| l.len()).unwrap_or(0)
     }
 
-    /// A lease ended (settled, or its task cancelled): free its stream's slot.
+    /// A lease ended (settled, or its task cancelled): free its stream's slot, wherever that stream lives.
     pub fn lease_ended(&self, lease_id: &str) {
+        if !self.free_slot(lease_id) {
+            self.publish(notify::Signal::LeaseEnded(lease_id.to_owned()));
+        }
+    }
+
+    /// Frees the slot of a lease held by one of this server's streams; false if none holds it.
+    fn free_slot(&self, lease_id: &str) -> bool {
         let entry = self.leases.lock().ok().and_then(|mut l| l.remove(lease_id));
+        let held = entry.is_some();
         if let Some(entry) = entry {
             if let Ok(mut held) = entry.held.lock() {
                 held.remove(lease_id);
@@ -192,32 +224,45 @@ impl Dispatcher {
             entry.slot_freed.notify_one();
         }
         self.lease_released.notify_waiters();
+        held
     }
 
-    /// A lease was withdrawn from its worker (task cancelled, lease expired): tell the worker over its stream, then
-    /// free the slot. If the stream's buffer is full the worker still learns it at its next heartbeat.
+    /// A lease was withdrawn from its worker (task cancelled, lease expired): tell the worker over its stream,
+    /// wherever it lives, and free the slot. If the stream's buffer is full the worker still learns it at its next
+    /// heartbeat.
     pub fn lease_withdrawn(&self, lease_id: &str, task_id: &str, reason: &str) {
-        let entry = self.leases.lock().ok().and_then(|l| l.get(lease_id).cloned());
-        if entry.is_none()
-            && let Ok(mut early) = self.withdrawn_early.lock()
-        {
-            // Claimed but not yet registered by its stream: the stream drops it instead of pushing it.
-            if early.len() >= MAX_WITHDRAWN_EARLY {
-                early.clear();
-            }
-            early.insert(lease_id.to_owned());
-        }
-        if let Some(entry) = entry {
-            let message = pb::PullTasksResponse {
-                event: Some(pb::pull_tasks_response::Event::Cancelled(pb::LeaseCancelled {
-                    lease_id: lease_id.to_owned(),
-                    task_id: task_id.to_owned(),
-                    reason: reason.to_owned(),
-                })),
+        if !self.tell_holder(lease_id, task_id, reason) {
+            let signal = notify::Signal::LeaseWithdrawn {
+                lease_id: lease_id.to_owned(),
+                task_id: task_id.to_owned(),
+                reason: reason.to_owned(),
             };
-            let _ = entry.outbox.try_send(Ok(message));
+            self.publish(signal);
         }
-        self.lease_ended(lease_id);
+    }
+
+    /// Tells this server's stream holding the lease, if any, and frees the slot.
+    fn tell_holder(&self, lease_id: &str, task_id: &str, reason: &str) -> bool {
+        let entry = self.leases.lock().ok().and_then(|l| l.get(lease_id).cloned());
+        let Some(entry) = entry else {
+            // Perhaps claimed here but not yet registered by its stream: the stream drops it instead of pushing it.
+            if let Ok(mut early) = self.withdrawn_early.lock() {
+                if early.len() >= MAX_WITHDRAWN_EARLY {
+                    early.clear();
+                }
+                early.insert(lease_id.to_owned());
+            }
+            return false;
+        };
+        let message = pb::PullTasksResponse {
+            event: Some(pb::pull_tasks_response::Event::Cancelled(pb::LeaseCancelled {
+                lease_id: lease_id.to_owned(),
+                task_id: task_id.to_owned(),
+                reason: reason.to_owned(),
+            })),
+        };
+        let _ = entry.outbox.try_send(Ok(message));
+        self.free_slot(lease_id)
     }
 
     /// Writes `output.json` for a task that ended after being leased at least once and, when the task has a work

@@ -44,6 +44,8 @@ pub struct Options {
     /// Drive time by hand instead of the wall clock.
     pub manual_clock: bool,
     pub configure: Option<Configure>,
+    /// Serve this database instead of a fresh one.
+    pub database_url: Option<String>,
 }
 
 impl TestServer {
@@ -59,6 +61,17 @@ impl TestServer {
         Self::start_with(Options { configure: Some(Box::new(configure)), ..Default::default() }).await
     }
 
+    /// A second server on the same database (PostgreSQL), like a replica behind a load balancer. Stop it before
+    /// the first one, which owns the database.
+    pub async fn replica_of(primary: &TestServer, configure: impl FnOnce(&mut ServerConfig) + Send + 'static) -> Self {
+        Self::start_with(Options {
+            database_url: Some(primary.database_url.clone()),
+            configure: Some(Box::new(configure)),
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn start_with(options: Options) -> Self {
         // RUST_LOG=debug shows the server's logs in failing tests.
         let _ = tracing_subscriber::fmt()
@@ -66,7 +79,10 @@ impl TestServer {
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
-        let (database_url, postgres_db) = fresh_database(&dir).await;
+        let (database_url, postgres_db) = match options.database_url {
+            Some(url) => (url, None),
+            None => fresh_database(&dir).await,
+        };
         let trace_root = dir.path().join("traces");
         let mut config = ServerConfig::new(database_url.clone(), trace_root.clone());
         config.policy = Policy::new(["acme/"]);
