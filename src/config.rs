@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// Seconds to wait on shutdown for held leases to be settled before releasing them.
     #[arg(long, env = "JCT_DRAIN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub drain_timeout_seconds: u64,
+    /// Seconds between HTTP/2 pings on idle connections; a connection silent for about 1.5 times this is dropped
+    /// and its leases are released.
+    #[arg(long, env = "JCT_KEEPALIVE_SECONDS", default_value_t = 20)]
+    pub keepalive_seconds: u64,
     /// Actor recorded in the audit log for operator calls (e.g. CancelTask).
     #[arg(long, env = "JCT_OPERATOR_ID", default_value = "operator")]
     pub operator_id: String,
@@ -99,6 +103,10 @@ pub struct ServerConfig {
     pub default_max_attempts: i32,
     pub drain_timeout: Duration,
     pub operator_id: String,
+    /// HTTP/2 pings on idle connections, and how long a ping may go unanswered before the connection (and the
+    /// leases of its streams) is given up: this is how a silently dead worker is found.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -114,6 +122,8 @@ impl ServerConfig {
             default_max_attempts: 3,
             drain_timeout: Duration::from_secs(10),
             operator_id: "operator".into(),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -139,6 +149,8 @@ impl From<&ServeArgs> for ServerConfig {
             default_max_attempts: args.default_max_attempts.clamp(1, 100),
             drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
             operator_id: args.operator_id.clone(),
+            keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
+            keepalive_timeout: Duration::from_secs(args.keepalive_seconds.max(1) / 2 + 1),
         }
     }
 }

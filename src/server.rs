@@ -55,6 +55,7 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Server {
     state: Arc<AppState>,
     drain_timeout: Duration,
+    keepalive: (Duration, Duration),
     database_url: String,
     /// On SQLite, the lock that keeps a second server off the same database.
     _sqlite_lock: Option<SqliteServerLock>,
@@ -96,6 +97,7 @@ impl Server {
         Ok(Self {
             state,
             drain_timeout: config.drain_timeout,
+            keepalive: (config.keepalive_interval, config.keepalive_timeout),
             database_url: config.database_url,
             _sqlite_lock: sqlite_lock,
         })
@@ -130,8 +132,8 @@ impl Server {
         let transport_stop = CancellationToken::new();
         let local_addr = listener.local_addr()?;
         let router = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .http2_keepalive_interval(Some(self.keepalive.0))
+            .http2_keepalive_timeout(Some(self.keepalive.1))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
