@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use common::*;
 use control_tower::{
     pb,
     worker::{self, BoxFuture, Handler, Outcome, TaskContext, WorkerConfig},
 };
-use sea_orm::{ConnectionTrait, Statement};
 use tokio_util::sync::CancellationToken;
 
 fn keyed(objective: &str, key: &str, priority: i32) -> pb::TaskSpec {
@@ -102,39 +101,7 @@ async fn the_cap_holds_across_workers_as_the_audit_log_shows() {
         daemon.await.unwrap().unwrap();
     }
 
-    // Replay the task transitions in log order and track how many tasks of each key run at once.
-    let db = &server.state.db;
-    let keys: HashMap<String, String> = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT id, concurrency_key FROM tasks WHERE concurrency_key IS NOT NULL",
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap()))
-        .collect();
-    let transitions = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT entity_id, note FROM audit_log WHERE entity_kind = 'Task' AND action = 'status_changed' ORDER BY id",
-        ))
-        .await
-        .unwrap();
-    let mut running: HashMap<String, i64> = HashMap::new();
-    let mut most: HashMap<String, i64> = HashMap::new();
-    for row in &transitions {
-        let (task, note): (String, String) = (row.try_get_by_index(0).unwrap(), row.try_get_by_index(1).unwrap());
-        let Some(key) = keys.get(&task) else { continue };
-        let count = running.entry(key.clone()).or_default();
-        if note.contains("queued -> running") {
-            *count += 1;
-        } else if note.contains("running -> ") {
-            *count -= 1;
-        }
-        let peak = most.entry(key.clone()).or_default();
-        *peak = (*peak).max(*count);
-    }
+    let most = peak_running_per_key(&server.state.db).await;
     for key in ["alpha", "beta", "gamma"] {
         assert!(most[key] <= i64::from(LIMIT), "{key} ran {} at once", most[key]);
         assert!(most[key] >= 1, "{key} ran");

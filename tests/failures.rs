@@ -93,6 +93,33 @@ async fn a_silently_dead_worker_connection_is_detected_and_its_lease_redelivered
 }
 
 #[tokio::test]
+async fn a_task_cancelled_while_its_worker_is_unreachable_stays_cancelled() {
+    let server = TestServer::configured(|c| {
+        c.keepalive_interval = Duration::from_millis(300);
+        c.keepalive_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut tasks = server.tasks().await;
+    let task = enqueue(&mut tasks, spec("Cancelled behind a dead link")).await;
+    let proxy = proxy_to(server.addr).await;
+    let channel = Channel::from_shared(format!("http://{}", proxy.addr)).unwrap().connect().await.unwrap();
+    let mut workers = WorkerServiceClient::new(channel);
+    let mut stream = pull(&mut workers, "unreachable", 1).await;
+    next_assignment(&mut stream).await;
+    proxy.frozen.store(true, Ordering::SeqCst);
+
+    let cancelled = tasks.cancel_task(pb::CancelTaskRequest { id: task.id.clone(), reason: "no answer".into() });
+    assert_eq!(cancelled.await.unwrap().into_inner().status(), pb::TaskStatus::Cancelled);
+    // The dead stream is found and closed; its lease ends, and the task is not run again.
+    let dispatcher = server.state.dispatcher.clone();
+    eventually("the dead stream to close", move || dispatcher.stream_count() == 0).await;
+    assert_eq!(server.state.dispatcher.reap_expired().await.unwrap(), 0);
+    assert_eq!(get(&mut tasks, &task.id).await.status(), pb::TaskStatus::Cancelled);
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'queued'").await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn cancel_racing_completion_has_exactly_one_winner() {
     let server = TestServer::start().await;
     let mut tasks = server.tasks().await;

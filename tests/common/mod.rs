@@ -331,3 +331,43 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Replays the task transitions of the audit log in order and returns, per concurrency key, the most tasks of
+/// that key that were running at once.
+pub async fn peak_running_per_key(db: &sea_orm::DatabaseConnection) -> std::collections::HashMap<String, i64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    use std::collections::HashMap;
+    let keys: HashMap<String, String> = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT id, concurrency_key FROM tasks WHERE concurrency_key IS NOT NULL",
+        ))
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|r| (r.try_get_by_index(0).expect("id"), r.try_get_by_index(1).expect("key")))
+        .collect();
+    let transitions = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT entity_id, note FROM audit_log WHERE entity_kind = 'Task' AND action = 'status_changed' ORDER BY id",
+        ))
+        .await
+        .expect("audit");
+    let mut running: HashMap<String, i64> = HashMap::new();
+    let mut peak: HashMap<String, i64> = HashMap::new();
+    for row in &transitions {
+        let (task, note): (String, String) =
+            (row.try_get_by_index(0).expect("id"), row.try_get_by_index(1).expect("note"));
+        let Some(key) = keys.get(&task) else { continue };
+        let count = running.entry(key.clone()).or_default();
+        if note.contains("queued -> running") {
+            *count += 1;
+        } else if note.contains("running -> ") {
+            *count -= 1;
+        }
+        let most = peak.entry(key.clone()).or_default();
+        *most = (*most).max(*count);
+    }
+    peak
+}
