@@ -170,8 +170,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "JCT_WORKER_OPERATIONS", value_delimiter = ',')]
     pub operations: Vec<String>,
     /// Run this shell command per task instead of the built-in echo handler (see README: "Exec handler").
-    #[arg(long, env = "JCT_WORKER_EXEC")]
+    #[arg(long, env = "JCT_WORKER_EXEC", conflicts_with = "noop")]
     pub exec: Option<String>,
+    /// Complete every task at once without logging (for benchmarks of the control plane itself).
+    #[arg(long)]
+    pub noop: bool,
     /// Seconds to let running tasks finish on SIGTERM/SIGINT before they are stopped and released.
     #[arg(long, env = "JCT_WORKER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,

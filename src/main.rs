@@ -10,7 +10,7 @@ use control_tower::{
     config::{Cli, Command, DatabaseArgs, LogFormat, MigrateAction, MigrateArgs, ServeArgs, ServerConfig, WorkerArgs},
     shutdown,
     store::db,
-    worker::{self, EchoHandler, ExecHandler, Handler, WorkerConfig},
+    worker::{self, EchoHandler, ExecHandler, Handler, NoopHandler, WorkerConfig},
 };
 use migrations::{Migrator, MigratorTrait};
 use tracing_subscriber::EnvFilter;
@@ -47,9 +47,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let handler: Arc<dyn Handler> = match &args.exec {
-        Some(command) => Arc::new(ExecHandler::new(command)),
-        None => Arc::new(EchoHandler),
+    let (handler, kind): (Arc<dyn Handler>, &str) = match (&args.exec, args.noop) {
+        (Some(command), _) => (Arc::new(ExecHandler::new(command)), "exec"),
+        (None, true) => (Arc::new(NoopHandler), "noop"),
+        (None, false) => (Arc::new(EchoHandler), "echo"),
     };
     let config = WorkerConfig {
         server: args.server,
@@ -58,7 +59,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         operations: args.operations.into_iter().filter(|op| !op.is_empty()).collect(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
     };
-    tracing::info!(worker_id = %config.worker_id, handler = if args.exec.is_some() { "exec" } else { "echo" }, "worker starting");
+    tracing::info!(worker_id = %config.worker_id, handler = kind, "worker starting");
     worker::run(config, handler, shutdown::on_signal()).await
 }
 

@@ -70,3 +70,15 @@ impl Handler for EchoHandler {
         })
     }
 }
+
+/// Completes every task at once, logging nothing; the result records when the handler started (microseconds since
+/// the epoch), so that benchmarks can measure dispatch latency.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopHandler;
+
+impl Handler for NoopHandler {
+    fn handle(&self, _task: pb::Task, _ctx: TaskContext) -> BoxFuture<'static, Outcome> {
+        let started = crate::clock::Clock::now(&crate::clock::SystemClock);
+        Box::pin(async move { Outcome::Completed(serde_json::json!({ "handler_started_us": started })) })
+    }
+}

@@ -24,7 +24,7 @@ use tonic::{
 };
 
 pub use exec::ExecHandler;
-pub use handler::{BoxFuture, EchoHandler, Handler, LogSink, Outcome, TaskContext};
+pub use handler::{BoxFuture, EchoHandler, Handler, LogSink, NoopHandler, Outcome, TaskContext};
 
 use crate::{
     json::json_to_struct,
@@ -297,9 +297,9 @@ async fn run_task(
     };
     let task_id = task.id.clone();
     let (log, lines) = LogSink::new();
-    let upload = tokio::spawn(upload::upload_log(client.clone(), lease_id.clone(), lines));
+    let header = format!("[control-tower] task {task_id} attempt {} on worker {worker_id}", assignment.attempt);
+    let upload = tokio::spawn(upload::upload_log(client.clone(), lease_id.clone(), header, lines));
     let abort = upload.abort_handle();
-    log.line(format!("[control-tower] task {task_id} attempt {} on worker {worker_id}", assignment.attempt));
     tracing::info!(task_id = %task_id, trace_id = %task.trace_id, attempt = assignment.attempt, "task started");
 
     let ctx = TaskContext { log: log.clone(), cancelled: cancel.clone(), worker_id };
@@ -308,13 +308,6 @@ async fn run_task(
         Ok(outcome) => outcome,
         Err(err) => Outcome::Failed { error: format!("the handler panicked: {err}"), retryable: false },
     };
-    match &outcome {
-        Outcome::Completed(_) => log.line("[control-tower] completed"),
-        Outcome::Failed { error, retryable } => {
-            log.line(format!("[control-tower] failed (retryable: {retryable}): {error}"))
-        }
-        Outcome::Cancelled => {}
-    }
     drop(log);
     match tokio::time::timeout(UPLOAD_DEADLINE, upload).await {
         Ok(Ok(Ok(_))) => {}

@@ -62,18 +62,24 @@ fn transient(status: &Status) -> bool {
 }
 
 /// Uploads the log as it arrives on `lines` until the sender side closes, then makes sure all of it is stored.
-/// Returns the bytes stored, or the reason the log could not be stored.
+/// The log starts with `header`; a handler that logs nothing gets no log and costs no upload. Returns the bytes
+/// stored, or the reason the log could not be stored.
 pub async fn upload_log(
     client: WorkerServiceClient<Channel>,
     lease_id: String,
+    header: String,
     mut lines: mpsc::UnboundedReceiver<Vec<u8>>,
 ) -> Result<u64, Status> {
     let mut log: Vec<u8> = Vec::new();
     let mut truncated = false;
     let mut sent = 0usize;
-    let mut upload = Some(start_upload(&client));
+    let mut upload = None;
 
     while let Some(first) = lines.recv().await {
+        if log.is_empty() {
+            log.extend_from_slice(header.as_bytes());
+            log.push(b'\n');
+        }
         append(&mut log, &mut truncated, first);
         // Take whatever else is already waiting, so that a chatty handler makes few large chunks.
         while let Ok(more) = lines.try_recv() {
@@ -101,6 +107,9 @@ pub async fn upload_log(
         }
     }
 
+    if log.is_empty() {
+        return Ok(0);
+    }
     // The handler is done: send the rest with eof and wait for the server to confirm.
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=FINAL_ATTEMPTS {
