@@ -35,6 +35,50 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Manage the database schema.
     Migrate(MigrateArgs),
+    /// Measure the control plane: a real server process, real worker processes, a real database.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// PostgreSQL URL of a database the bench may create databases from; SQLite in a temp folder when absent.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Scenarios to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [
+        crate::bench::Scenario::EnqueueBulk,
+        crate::bench::Scenario::EnqueueUnary,
+        crate::bench::Scenario::Drain,
+        crate::bench::Scenario::Latency,
+        crate::bench::Scenario::Trace,
+        crate::bench::Scenario::Streams,
+        crate::bench::Scenario::Claim,
+    ])]
+    pub scenarios: Vec<crate::bench::Scenario>,
+    /// Runs per scenario (median and spread reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Tasks for the enqueue and drain scenarios.
+    #[arg(long, default_value_t = 20_000)]
+    pub tasks: usize,
+    /// Worker processes in the drain scenario.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Concurrency of each worker in the drain scenario.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Tasks timed one by one in the latency scenario.
+    #[arg(long, default_value_t = 200)]
+    pub latency_samples: usize,
+    /// MiB pushed in the trace scenario.
+    #[arg(long, default_value_t = 256)]
+    pub trace_mib: usize,
+    /// Idle worker streams in the streams scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub streams: usize,
+    /// Queue sizes at which the claim scenario measures.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 1_000_000])]
+    pub claim_sizes: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,6 +12,7 @@
 //! - [`worker`]: the worker daemon and its handlers (client side).
 
 pub mod api;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod convert;

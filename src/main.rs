@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Worker(args) => run_worker(args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Bench(args) => control_tower::bench::run(args).await,
     }
 }
 

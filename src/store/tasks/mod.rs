@@ -71,6 +71,14 @@ pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<
     Ok(task.filter(|t| t.status != TaskStatus::Queued))
 }
 
+/// `status = '<literal>'`, inlined rather than bound: the partial indexes (`WHERE status = 'queued'` and
+/// `'running'`) can only serve a query whose condition visibly matches theirs, and a bound parameter hides it (on
+/// SQLite always, on PostgreSQL once a prepared statement switches to its generic plan).
+pub(crate) fn status_is(status: TaskStatus) -> sea_orm::sea_query::Expr {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Expr::col(Column::Status).eq(Expr::cust(format!("'{}'", status.as_str())))
+}
+
 /// The earliest time after `now` at which a queued task becomes claimable, if any is scheduled.
 pub async fn next_scheduled(
     db: &impl ConnectionTrait,
@@ -79,7 +87,7 @@ pub async fn next_scheduled(
     let next: Option<Option<i64>> = Tasks::find()
         .select_only()
         .column_as(Column::RunAfter.min(), "next")
-        .filter(Column::Status.eq(TaskStatus::Queued))
+        .filter(status_is(TaskStatus::Queued))
         .filter(Column::RunAfter.gt(now))
         .into_tuple()
         .one(db)

@@ -1,0 +1,154 @@
+//! A server process on a fresh database, worker processes, and clients: the system under measurement.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tonic::transport::Channel;
+
+use crate::pb::{task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient};
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    database_url: String,
+    /// PostgreSQL: the admin URL and the database made for this cluster, dropped at the end.
+    postgres: Option<(String, String)>,
+    server: Child,
+    workers: Vec<Child>,
+    pub url: String,
+    db: DatabaseConnection,
+}
+
+impl Cluster {
+    /// Starts `control-tower serve` on a fresh database (a SQLite file, or a new database next to `admin_url`).
+    pub async fn start(admin_url: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (database_url, postgres) = match admin_url {
+            None => (format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()), None),
+            Some(admin) => {
+                let name = format!("ct_bench_{}", uuid::Uuid::new_v4().simple());
+                let conn = Database::connect(admin).await.context("connecting to the benchmark database server")?;
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+                conn.close().await.ok();
+                let base = admin.split('?').next().unwrap_or(admin);
+                let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+                (format!("{base}/{name}"), Some((admin.to_owned(), name)))
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let server = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .env("DATABASE_URL", &database_url)
+            .env("JCT_LISTEN_ADDR", &listen)
+            .env("JCT_TRACE_ROOT", dir.path().join("traces"))
+            .env("JCT_ALLOWED_REPO_PREFIXES", "bench/")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let url = format!("http://{listen}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while Channel::from_shared(url.clone())?.connect().await.is_err() {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let db = Database::connect(&database_url).await?;
+        Ok(Self { dir, database_url, postgres, server, workers: Vec::new(), url, db })
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(self.url.clone())?.connect().await?)
+    }
+
+    pub async fn tasks(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
+        Ok(TaskServiceClient::new(self.channel().await?))
+    }
+
+    pub async fn workers(&self) -> anyhow::Result<WorkerServiceClient<Channel>> {
+        Ok(WorkerServiceClient::new(self.channel().await?))
+    }
+
+    /// Starts worker processes with the no-op handler.
+    pub fn spawn_workers(&mut self, count: usize, concurrency: usize) -> anyhow::Result<()> {
+        for i in 0..count {
+            let worker = Command::new(std::env::current_exe()?)
+                .args(["worker", "--noop", "--server", &self.url])
+                .args(["--concurrency", &concurrency.to_string(), "--worker-id", &format!("bench-{i}")])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            self.workers.push(worker);
+        }
+        Ok(())
+    }
+
+    pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
+        let statement = Statement::from_string(self.db.get_database_backend(), sql.to_owned());
+        let row = self.db.query_one_raw(statement).await?.context("no row")?;
+        Ok(row.try_get_by_index::<i64>(0)?)
+    }
+
+    /// Waits until `n` tasks are completed; returns how long that took.
+    pub async fn wait_completed(&self, n: usize) -> anyhow::Result<Duration> {
+        let started = tokio::time::Instant::now();
+        while self.count("SELECT COUNT(*) FROM tasks WHERE status = 'completed'").await? < n as i64 {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "tasks did not complete");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Resident memory of the server process, in MiB.
+    pub fn server_rss_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .context("no VmRSS")?
+            .parse()?;
+        Ok(kb / 1024.0)
+    }
+
+    pub fn trace_root(&self) -> PathBuf {
+        self.dir.path().join("traces")
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for worker in &mut self.workers {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+        // SAFETY: kill(2) on our own child process.
+        unsafe {
+            libc::kill(self.server.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.server.wait();
+        self.db.clone().close().await.ok();
+        if let Some((admin, name)) = &self.postgres {
+            let conn = Database::connect(admin).await?;
+            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.workers.iter_mut().chain(std::iter::once(&mut self.server)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

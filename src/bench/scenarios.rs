@@ -1,0 +1,237 @@
+//! The measurements. Each returns its figures for one run.
+
+use std::time::{Duration, Instant};
+
+use super::{Cluster, Figure, Scenario};
+use crate::{
+    clock::{Clock, SystemClock},
+    config::BenchArgs,
+    json::struct_to_json,
+    pb::{self, pull_tasks_response::Event},
+};
+
+const BATCH: usize = 1000;
+
+fn figure(name: impl Into<String>, unit: &'static str, value: f64) -> Figure {
+    Figure { name: name.into(), unit, runs: vec![value] }
+}
+
+fn spec(i: usize) -> pb::TaskSpec {
+    pb::TaskSpec {
+        requested_by: Some(pb::Requester { kind: "system".into(), id: "bench".into(), label: String::new() }),
+        objective: format!("Benchmark task {i}"),
+        operation: "ops".into(),
+        target: Some(pb::Target { repo: "bench/control-tower".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn request(i: usize) -> pb::EnqueueTaskRequest {
+    pb::EnqueueTaskRequest { spec: Some(spec(i)), create_cwom: false }
+}
+
+pub async fn run(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Vec<Figure>> {
+    let mut cluster = Cluster::start(args.database_url.as_deref()).await?;
+    let figures = match scenario {
+        Scenario::EnqueueBulk => vec![figure(
+            "bulk enqueue (EnqueueTasks x1000, 4 clients)",
+            "tasks/s",
+            enqueue_bulk(&cluster, args.tasks).await?,
+        )],
+        Scenario::EnqueueUnary => {
+            vec![figure(
+                "unary enqueue (16 concurrent clients)",
+                "tasks/s",
+                enqueue_unary(&cluster, args.tasks / 4).await?,
+            )]
+        }
+        Scenario::Drain => {
+            let name = format!(
+                "end-to-end drain of {} no-op tasks, {} workers x {}",
+                args.tasks, args.workers, args.concurrency
+            );
+            vec![figure(name, "tasks/s", drain(&mut cluster, args).await?)]
+        }
+        Scenario::Latency => latency(&mut cluster, args.latency_samples).await?,
+        Scenario::Trace => trace(&cluster, args.trace_mib).await?,
+        Scenario::Streams => streams(&cluster, args.streams).await?,
+        Scenario::Claim => claim(&cluster, &args.claim_sizes).await?,
+    };
+    cluster.stop().await?;
+    Ok(figures)
+}
+
+/// Enqueues `n` tasks in batches from 4 clients; returns tasks/s.
+async fn bulk_load(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
+    let clients = 4;
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for c in 0..clients {
+        let mut tasks = cluster.tasks().await?;
+        joins.push(tokio::spawn(async move {
+            let mut i = c * BATCH;
+            while i < n {
+                let requests = (i..(i + BATCH).min(n)).map(request).collect();
+                tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await?;
+                i += clients * BATCH;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for join in joins {
+        join.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn enqueue_bulk(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
+    bulk_load(cluster, n).await
+}
+
+async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
+    let clients = 16;
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for c in 0..clients {
+        let mut tasks = cluster.tasks().await?;
+        joins.push(tokio::spawn(async move {
+            for i in (c..n).step_by(clients) {
+                tasks.enqueue_task(request(i)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for join in joins {
+        join.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn drain(cluster: &mut Cluster, args: &BenchArgs) -> anyhow::Result<f64> {
+    bulk_load(cluster, args.tasks).await?;
+    let started = Instant::now();
+    cluster.spawn_workers(args.workers, args.concurrency)?;
+    cluster.wait_completed(args.tasks).await?;
+    Ok(args.tasks as f64 / started.elapsed().as_secs_f64())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One worker, one task at a time: from EnqueueTask returning to the handler starting.
+async fn latency(cluster: &mut Cluster, samples: usize) -> anyhow::Result<Vec<Figure>> {
+    cluster.spawn_workers(1, 1)?;
+    let mut tasks = cluster.tasks().await?;
+    // Warm up: the worker is connected once its first task completes.
+    tasks.enqueue_task(request(0)).await?;
+    cluster.wait_completed(1).await?;
+    let mut returned = Vec::with_capacity(samples);
+    for i in 1..=samples {
+        let task = tasks.enqueue_task(request(i)).await?.into_inner().task.unwrap_or_default();
+        returned.push((task.id, SystemClock.now()));
+        // Idle between tasks, so each one meets an idle system.
+        cluster.wait_completed(i + 1).await?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    for (id, returned_at) in returned {
+        let task = tasks.get_task(pb::GetTaskRequest { id }).await?.into_inner();
+        let result = struct_to_json(task.result.unwrap_or_default());
+        let started = result["handler_started_us"].as_i64().unwrap_or(returned_at);
+        // The claim may beat the response to the client: that counts as no delay at all.
+        latencies.push((started - returned_at).max(0) as f64 / 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(vec![
+        figure("dispatch latency p50", "ms", percentile(&latencies, 0.5)),
+        figure("dispatch latency p95", "ms", percentile(&latencies, 0.95)),
+        figure("dispatch latency p99", "ms", percentile(&latencies, 0.99)),
+        figure("dispatch latency max", "ms", percentile(&latencies, 1.0)),
+    ])
+}
+
+/// One PushTrace of `mib` MiB in 1 MiB chunks under a real lease.
+async fn trace(cluster: &Cluster, mib: usize) -> anyhow::Result<Vec<Figure>> {
+    let mut tasks = cluster.tasks().await?;
+    let task = tasks.enqueue_task(request(0)).await?.into_inner().task.unwrap_or_default();
+    let mut workers = cluster.workers().await?;
+    let pull = pb::PullTasksRequest { worker_id: "bench-tracer".into(), operations: vec![], max_in_flight: 1 };
+    let mut stream = workers.pull_tasks(pull).await?.into_inner();
+    let lease = next_lease(&mut stream).await?;
+    let block = vec![b'x'; 1 << 20];
+    let chunks = (0..mib).map(move |i| pb::TraceChunk {
+        lease_id: lease.clone(),
+        file: "bench.bin".into(),
+        offset: (i << 20) as u64,
+        data: block.clone(),
+        eof: i + 1 == mib,
+    });
+    let started = Instant::now();
+    workers.push_trace(tokio_stream::iter(chunks)).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let on_disk = std::fs::metadata(cluster.trace_root().join(&task.id).join("bench.bin"))?.len();
+    Ok(vec![
+        figure(format!("trace ingest ({mib} MiB, 1 MiB chunks, fsynced)"), "MiB/s", mib as f64 / seconds),
+        figure("trace bytes on disk / bytes sent", "ratio", on_disk as f64 / (mib << 20) as f64),
+    ])
+}
+
+/// Server memory before and with `n` idle worker streams (100 per connection).
+async fn streams(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure>> {
+    let idle = cluster.server_rss_mib()?;
+    let mut open = Vec::with_capacity(n);
+    let mut client = cluster.workers().await?;
+    for i in 0..n {
+        if i % 100 == 0 {
+            client = cluster.workers().await?;
+        }
+        let pull = pb::PullTasksRequest { worker_id: format!("idle-{i}"), operations: vec![], max_in_flight: 1 };
+        open.push(client.pull_tasks(pull).await?.into_inner());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = cluster.server_rss_mib()?;
+    drop(open);
+    Ok(vec![
+        figure("server RSS, idle", "MiB", idle),
+        figure(format!("server RSS with {n} idle worker streams"), "MiB", loaded),
+    ])
+}
+
+/// Settle a lease, then wait for the next assignment: the claim on the server's side, with `size` tasks queued.
+async fn claim(cluster: &Cluster, sizes: &[usize]) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let mut queued = 0;
+    let mut workers = cluster.workers().await?;
+    for &size in sizes {
+        if size > queued {
+            bulk_load(cluster, size - queued).await?;
+            queued = size;
+        }
+        let pull = pb::PullTasksRequest { worker_id: format!("claimer-{size}"), operations: vec![], max_in_flight: 1 };
+        let mut stream = workers.pull_tasks(pull).await?.into_inner();
+        let mut lease = next_lease(&mut stream).await?;
+        let mut cycle = Vec::new();
+        for _ in 0..200 {
+            let started = Instant::now();
+            workers.complete_task(pb::CompleteTaskRequest { lease_id: lease, result: None }).await?;
+            lease = next_lease(&mut stream).await?;
+            cycle.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        queued -= 201;
+        cycle.sort_by(f64::total_cmp);
+        figures.push(figure(format!("complete + next claim, {size} queued, p50"), "ms", percentile(&cycle, 0.5)));
+        figures.push(figure(format!("complete + next claim, {size} queued, p99"), "ms", percentile(&cycle, 0.99)));
+    }
+    Ok(figures)
+}
+
+async fn next_lease(stream: &mut tonic::Streaming<pb::PullTasksResponse>) -> anyhow::Result<String> {
+    loop {
+        match stream.message().await? {
+            Some(pb::PullTasksResponse { event: Some(Event::Assignment(a)) }) => return Ok(a.lease_id),
+            Some(_) => {}
+            None => anyhow::bail!("the task stream ended"),
+        }
+    }
+}
