@@ -14,7 +14,7 @@ use crate::{
     api::{AuditServiceImpl, CwomServiceImpl, TaskServiceImpl, WorkerServiceImpl},
     clock::SharedClock,
     config::ServerConfig,
-    dispatch::{Dispatcher, spawn_listener, spawn_maintenance},
+    dispatch::{Completions, Dispatcher, spawn_listener, spawn_maintenance},
     pb::{
         self, audit_service_server::AuditServiceServer, cwom_service_server::CwomServiceServer,
         task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
@@ -34,6 +34,8 @@ pub struct AppState {
     pub clock: SharedClock,
     pub policy: Policy,
     pub dispatcher: Arc<Dispatcher>,
+    /// Group commit of CompleteTask.
+    pub completions: Completions,
     pub traces: TraceStore,
     pub default_max_attempts: i32,
     /// Recorded as the actor of operator calls.
@@ -84,8 +86,10 @@ impl Server {
             "database migrated"
         );
         let dispatcher = Dispatcher::new(db.clone(), clock.clone(), traces.clone(), config.dispatch.clone());
+        let completions = Completions::spawn(db.clone(), clock.clone());
         let state = Arc::new(AppState {
             db,
+            completions,
             clock,
             policy: config.policy,
             dispatcher,

@@ -39,7 +39,7 @@ impl WorkerServiceImpl {
         require_lease(&request.lease_id)?;
         let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
         let state = &self.state;
-        let settled = tasks::complete(&state.db, state.clock.now(), &request.lease_id, result).await?;
+        let settled = state.completions.complete(&request.lease_id, result).await?;
         if settled.recorded {
             tracing::info!(task_id = %settled.task.id, trace_id = %settled.task.trace_id, "task completed");
             state.dispatcher.lease_ended(&request.lease_id);

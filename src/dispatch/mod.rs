@@ -7,6 +7,7 @@
 
 mod maintenance;
 mod notify;
+mod settler;
 mod stream;
 
 use std::{
@@ -43,6 +44,7 @@ use crate::{
 
 pub use maintenance::spawn_maintenance;
 pub use notify::spawn_listener;
+pub use settler::Completions;
 pub use stream::{PullOptions, TaskStream, open_stream};
 
 #[derive(Debug, Clone)]

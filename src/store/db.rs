@@ -41,7 +41,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .foreign_keys(true)
             });
     } else {
-        options.max_connections(max_connections.max(1)).min_connections(1);
+        options.max_connections(max_connections.max(1)).min_connections(1).map_sqlx_postgres_opts(|opts| {
+            // Plan every execution with its actual values. A cached generic plan cannot see `LIMIT 16` and, once
+            // the queue is large, sorts every queued row instead of reading the claim index: 190 ms per claim with
+            // 300,000 queued, against 2 ms.
+            opts.options([("plan_cache_mode", "force_custom_plan")])
+        });
     }
     Database::connect(options).await
 }

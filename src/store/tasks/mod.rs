@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, find_by_idempotency_key};
 pub use leases::{ClaimRequest, Claimed, LeaseLoss, LeaseReport, claim, extend_leases, take_back_leases};
-pub use settle::{Backoff, Cancelled, Settled, cancel, complete, fail};
+pub use settle::{Backoff, Cancelled, Settled, cancel, complete, complete_many, fail};
 
 /// `entity_kind` of tasks in the audit log.
 pub const ENTITY_KIND: &str = "Task";

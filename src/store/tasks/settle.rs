@@ -27,26 +27,47 @@ pub struct Settled {
 
 /// Records the result of a running lease. Repeating the call with the same lease returns the recorded completion.
 pub async fn complete(db: &DatabaseConnection, now: Micros, lease_id: &str, result: Json) -> Result<Settled> {
+    let mut settled = complete_many(db, now, vec![(lease_id.to_owned(), result)]).await?;
+    settled.pop().unwrap_or_else(|| Err(Error::internal("complete", "no outcome")))
+}
+
+/// Records many completions in one transaction (one commit, one audit insert), each fenced by its own lease as in
+/// `complete`. Returns one outcome per item, in order; an error of the whole transaction is returned as such, so
+/// that the caller can retry the items one by one.
+pub async fn complete_many(
+    db: &DatabaseConnection,
+    now: Micros,
+    items: Vec<(String, Json)>,
+) -> Result<Vec<Result<Settled>>> {
     let txn = db.begin().await?;
-    let updated = Tasks::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
-        .col_expr(Column::Result, Expr::value(result))
-        .col_expr(Column::Error, Expr::value(Option::<String>::None))
-        .col_expr(Column::CompletedAt, Expr::value(now))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
-        .filter(Column::LeaseId.eq(lease_id))
-        .filter(Column::Status.eq(TaskStatus::Running))
-        .exec_with_returning(&txn)
-        .await?;
-    let Some(task) = updated.into_iter().next() else {
-        txn.rollback().await?;
-        return replay_or_refuse(db, lease_id, |t| t.status == TaskStatus::Completed).await;
-    };
-    let entry = settled_entry(&task, "running", json!({}), None);
-    audit::append(&txn, now, vec![entry]).await?;
-    task_model::on_attempt_end(&txn, &worker_change(&task, now), &task, AttemptEnd::Completed).await?;
+    let mut recorded: Vec<Option<Model>> = Vec::with_capacity(items.len());
+    for (lease_id, result) in &items {
+        let updated = Tasks::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
+            .col_expr(Column::Result, Expr::value(result.clone()))
+            .col_expr(Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(Column::CompletedAt, Expr::value(now))
+            .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .filter(Column::LeaseId.eq(lease_id.as_str()))
+            .filter(Column::Status.eq(TaskStatus::Running))
+            .exec_with_returning(&txn)
+            .await?;
+        recorded.push(updated.into_iter().next());
+    }
+    let entries = recorded.iter().flatten().map(|task| settled_entry(task, "running", json!({}), None)).collect();
+    audit::append(&txn, now, entries).await?;
+    for task in recorded.iter().flatten().filter(|t| t.cwom_issue_id.is_some()) {
+        task_model::on_attempt_end(&txn, &worker_change(task, now), task, AttemptEnd::Completed).await?;
+    }
     txn.commit().await?;
-    Ok(Settled { task, recorded: true })
+    let mut outcomes = Vec::with_capacity(items.len());
+    for ((lease_id, _), task) in items.iter().zip(recorded) {
+        outcomes.push(match task {
+            Some(task) => Ok(Settled { task, recorded: true }),
+            None => replay_or_refuse(db, lease_id, |t| t.status == TaskStatus::Completed).await,
+        });
+    }
+    Ok(outcomes)
 }
 
 fn worker_change(task: &Model, now: Micros) -> Change {
