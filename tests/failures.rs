@@ -46,6 +46,22 @@ async fn proxy_to(target: SocketAddr) -> Proxy {
     Proxy { addr, frozen }
 }
 
+/// A server that gives up on a silent connection after about 600 ms.
+async fn with_fast_keepalive() -> TestServer {
+    TestServer::configured(|c| {
+        c.keepalive_interval = Duration::from_millis(300);
+        c.keepalive_timeout = Duration::from_millis(300);
+    })
+    .await
+}
+
+/// A worker client whose connection to the server goes through a proxy that can go silent.
+async fn behind_proxy(server: &TestServer) -> (Proxy, WorkerServiceClient<Channel>) {
+    let proxy = proxy_to(server.addr).await;
+    let channel = Channel::from_shared(format!("http://{}", proxy.addr)).unwrap().connect().await.unwrap();
+    (proxy, WorkerServiceClient::new(channel))
+}
+
 async fn pump(mut from: impl AsyncReadExt + Unpin, mut to: impl AsyncWriteExt + Unpin, frozen: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -65,16 +81,10 @@ async fn pump(mut from: impl AsyncReadExt + Unpin, mut to: impl AsyncWriteExt + 
 
 #[tokio::test]
 async fn a_silently_dead_worker_connection_is_detected_and_its_lease_redelivered() {
-    let server = TestServer::configured(|c| {
-        c.keepalive_interval = Duration::from_millis(300);
-        c.keepalive_timeout = Duration::from_millis(300);
-    })
-    .await;
+    let server = with_fast_keepalive().await;
     let mut tasks = server.tasks().await;
     let task = enqueue(&mut tasks, spec("Held by a worker behind a dying link")).await;
-    let proxy = proxy_to(server.addr).await;
-    let channel = Channel::from_shared(format!("http://{}", proxy.addr)).unwrap().connect().await.unwrap();
-    let mut workers = WorkerServiceClient::new(channel);
+    let (proxy, mut workers) = behind_proxy(&server).await;
     let mut stream = pull(&mut workers, "behind-proxy", 1).await;
     let lease = next_assignment(&mut stream).await;
     assert_eq!(lease.task.unwrap().id, task.id);
@@ -94,16 +104,10 @@ async fn a_silently_dead_worker_connection_is_detected_and_its_lease_redelivered
 
 #[tokio::test]
 async fn a_task_cancelled_while_its_worker_is_unreachable_stays_cancelled() {
-    let server = TestServer::configured(|c| {
-        c.keepalive_interval = Duration::from_millis(300);
-        c.keepalive_timeout = Duration::from_millis(300);
-    })
-    .await;
+    let server = with_fast_keepalive().await;
     let mut tasks = server.tasks().await;
     let task = enqueue(&mut tasks, spec("Cancelled behind a dead link")).await;
-    let proxy = proxy_to(server.addr).await;
-    let channel = Channel::from_shared(format!("http://{}", proxy.addr)).unwrap().connect().await.unwrap();
-    let mut workers = WorkerServiceClient::new(channel);
+    let (proxy, mut workers) = behind_proxy(&server).await;
     let mut stream = pull(&mut workers, "unreachable", 1).await;
     next_assignment(&mut stream).await;
     proxy.frozen.store(true, Ordering::SeqCst);

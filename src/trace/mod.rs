@@ -125,7 +125,7 @@ impl TraceStore {
         let uri = format!("{}{task_id}", self.uri_prefix());
         tokio::task::spawn_blocking(move || {
             let mut files = Vec::new();
-            collect_files(&dir, &dir, &uri, &mut files)?;
+            collect_files(&dir, &uri, &mut files)?;
             files.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(files)
         })
@@ -193,39 +193,18 @@ pub struct TraceFile {
     pub sha256: String,
 }
 
-/// Whether a top-level entry of a task folder belongs to the server rather than to the worker's uploads.
-fn is_servers(name: &std::ffi::OsStr) -> bool {
-    name == ATTEMPTS_DIR || name == INPUT_FILE || name == OUTPUT_FILE || name.to_string_lossy().starts_with('.')
+/// Which top-level entries of a task folder a walk skips.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Earlier attempts and hidden files: the current attempt's trace, the server's files included.
+    EarlierAttempts,
+    /// Also `input.json` and `output.json`: what the worker uploaded.
+    ServerFiles,
 }
 
-fn collect_files(root: &Path, dir: &Path, uri: &str, out: &mut Vec<TraceFile>) -> io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if dir == root && (name == ATTEMPTS_DIR || name.to_string_lossy().starts_with('.')) {
-            continue;
-        }
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            collect_files(root, &path, uri, out)?;
-        } else if kind.is_file() {
-            let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-            let (size, sha256) = digest(&path)?;
-            out.push(TraceFile { uri: format!("{uri}/{name}"), name, size, sha256 });
-        }
-    }
-    Ok(())
-}
-
-/// Bytes and files the worker has uploaded for the current attempt.
-fn uploaded(task_dir: &Path) -> io::Result<(u64, u64)> {
-    fn walk(dir: &Path, top: bool, total: &mut (u64, u64)) -> io::Result<()> {
+/// Calls `visit` with every regular file of the task folder's current attempt, below the skipped entries.
+fn walk(task_dir: &Path, skip: Skip, visit: &mut dyn FnMut(&Path) -> io::Result<()>) -> io::Result<()> {
+    fn walk_dir(dir: &Path, top: Option<Skip>, visit: &mut dyn FnMut(&Path) -> io::Result<()>) -> io::Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -233,21 +212,43 @@ fn uploaded(task_dir: &Path) -> io::Result<(u64, u64)> {
         };
         for entry in entries {
             let entry = entry?;
-            if top && is_servers(&entry.file_name()) {
-                continue;
+            let name = entry.file_name();
+            if let Some(skip) = top {
+                let earlier = name == ATTEMPTS_DIR || name.to_string_lossy().starts_with('.');
+                let servers = name == INPUT_FILE || name == OUTPUT_FILE;
+                if earlier || (skip == Skip::ServerFiles && servers) {
+                    continue;
+                }
             }
             let kind = entry.file_type()?;
             if kind.is_dir() {
-                walk(&entry.path(), false, total)?;
+                walk_dir(&entry.path(), None, visit)?;
             } else if kind.is_file() {
-                total.0 += entry.metadata()?.len();
-                total.1 += 1;
+                visit(&entry.path())?;
             }
         }
         Ok(())
     }
+    walk_dir(task_dir, Some(skip), visit)
+}
+
+fn collect_files(root: &Path, uri: &str, out: &mut Vec<TraceFile>) -> io::Result<()> {
+    walk(root, Skip::EarlierAttempts, &mut |path| {
+        let name = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+        let (size, sha256) = digest(path)?;
+        out.push(TraceFile { uri: format!("{uri}/{name}"), name, size, sha256 });
+        Ok(())
+    })
+}
+
+/// Bytes and files the worker has uploaded for the current attempt.
+fn uploaded(task_dir: &Path) -> io::Result<(u64, u64)> {
     let mut total = (0, 0);
-    walk(task_dir, true, &mut total)?;
+    walk(task_dir, Skip::ServerFiles, &mut |path| {
+        total.0 += std::fs::metadata(path)?.len();
+        total.1 += 1;
+        Ok(())
+    })?;
     Ok(total)
 }
 
