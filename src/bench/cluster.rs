@@ -1,7 +1,7 @@
 //! A server process on a fresh database, worker processes, and clients: the system under measurement.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -13,7 +13,8 @@ use tonic::transport::Channel;
 use crate::pb::{task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient};
 
 pub struct Cluster {
-    dir: tempfile::TempDir,
+    /// This run's files (database, server log, trace folders), under the bench's data directory.
+    dir: PathBuf,
     database_url: String,
     /// PostgreSQL: the admin URL and the database made for this cluster, dropped at the end.
     postgres: Option<(String, String)>,
@@ -24,11 +25,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `control-tower serve` on a fresh database (a SQLite file, or a new database next to `admin_url`).
-    pub async fn start(admin_url: Option<&str>) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+    /// Starts `control-tower serve` on a fresh database (a SQLite file, or a new database next to `admin_url`),
+    /// with its files in a new directory under `data_dir`.
+    pub async fn start(admin_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("run-").tempdir_in(data_dir)?.keep();
         let (database_url, postgres) = match admin_url {
-            None => (format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()), None),
+            None => (format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()), None),
             Some(admin) => {
                 let name = format!("ct_bench_{}", uuid::Uuid::new_v4().simple());
                 let conn = Database::connect(admin).await.context("connecting to the benchmark database server")?;
@@ -41,12 +43,12 @@ impl Cluster {
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let listen = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
         let server = Command::new(std::env::current_exe()?)
             .arg("serve")
             .env("DATABASE_URL", &database_url)
             .env("JCT_LISTEN_ADDR", &listen)
-            .env("JCT_TRACE_ROOT", dir.path().join("traces"))
+            .env("JCT_TRACE_ROOT", dir.join("traces"))
             .env("JCT_ALLOWED_REPO_PREFIXES", "bench/")
             // Room for the trace scenario's single large file.
             .env("JCT_TRACE_MAX_FILE_BYTES", (8u64 << 30).to_string())
@@ -109,6 +111,22 @@ impl Cluster {
         Ok(started.elapsed())
     }
 
+    /// Waits until no task is queued or running, then checks that all `n` completed. Each look asks whether any
+    /// task is left, which reads the first entry of the queue's and the leases' partial indexes; counting tasks
+    /// instead reads every row and, polled this often, takes a core from the system under measurement.
+    pub async fn wait_drained(&self, n: usize) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        let left = "SELECT CASE WHEN EXISTS (SELECT 1 FROM tasks WHERE status = 'queued') \
+                    OR EXISTS (SELECT 1 FROM tasks WHERE status = 'running') THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END";
+        while self.count(left).await? > 0 {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "tasks did not complete");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let completed = self.count("SELECT COUNT(*) FROM tasks WHERE status = 'completed'").await?;
+        anyhow::ensure!(completed == n as i64, "{completed} of {n} tasks completed");
+        Ok(())
+    }
+
     /// Resident memory of the server process, in MiB.
     pub fn server_rss_mib(&self) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id()))?;
@@ -122,7 +140,7 @@ impl Cluster {
     }
 
     pub fn trace_root(&self) -> PathBuf {
-        self.dir.path().join("traces")
+        self.dir.join("traces")
     }
 
     pub fn database_url(&self) -> &str {

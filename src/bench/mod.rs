@@ -73,10 +73,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!();
     println!("| figure | unit | median (min-max) |");
     println!("|---|---|---|");
+    // Every run's files stay until the bench ends. Deleting tens of thousands of trace folders between runs would
+    // slow the next run's file creation: ext4 without a journal skips inodes deleted within the last minutes.
+    let data_dir = tempfile::Builder::new().prefix("control-tower-bench-").tempdir()?;
     for scenario in &args.scenarios {
         let mut figures: Vec<Figure> = Vec::new();
         for _ in 0..args.runs {
-            let measured = scenarios::run(*scenario, &args).await?;
+            let measured = scenarios::run(*scenario, &args, data_dir.path()).await?;
             for figure in measured {
                 match figures.iter_mut().find(|f| f.name == figure.name) {
                     Some(existing) => existing.runs.extend(figure.runs),

@@ -1,6 +1,9 @@
 //! The measurements. Each returns its figures for one run.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use super::{Cluster, Figure, Scenario};
 use crate::{
@@ -30,8 +33,8 @@ fn request(i: usize) -> pb::EnqueueTaskRequest {
     pb::EnqueueTaskRequest { spec: Some(spec(i)), create_cwom: false }
 }
 
-pub async fn run(scenario: Scenario, args: &BenchArgs) -> anyhow::Result<Vec<Figure>> {
-    let mut cluster = Cluster::start(args.database_url.as_deref()).await?;
+pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir).await?;
     let figures = match scenario {
         Scenario::EnqueueBulk => vec![figure(
             "bulk enqueue (EnqueueTasks x1000, 4 clients)",
@@ -111,7 +114,7 @@ async fn drain(cluster: &mut Cluster, args: &BenchArgs) -> anyhow::Result<f64> {
     bulk_load(cluster, args.tasks).await?;
     let started = Instant::now();
     cluster.spawn_workers(args.workers, args.concurrency)?;
-    cluster.wait_completed(args.tasks).await?;
+    cluster.wait_drained(args.tasks).await?;
     Ok(args.tasks as f64 / started.elapsed().as_secs_f64())
 }
 

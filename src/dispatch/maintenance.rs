@@ -39,6 +39,11 @@ pub fn spawn_maintenance(dispatcher: Arc<Dispatcher>, shutdown: CancellationToke
                 }
                 let now = dispatcher.clock.now();
                 dispatcher.work_available(now);
+                match tasks::refresh_statistics(&dispatcher.db).await {
+                    Ok(true) => tracing::debug!("task table analyzed"),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %err, "could not refresh the task table's statistics"),
+                }
                 // Tasks scheduled by others (another server, or before a restart) get a timer here too.
                 match tasks::next_scheduled(&dispatcher.db, now).await {
                     Ok(Some(at)) => dispatcher.work_available(at),

@@ -5,6 +5,7 @@
 //! bumps a `watch` counter that idle streams wait on, and retries scheduled for later get a timer of their own.
 //! A periodic sweep (the lease reaper) is the safety net.
 
+mod claimer;
 mod maintenance;
 mod notify;
 mod settler;
@@ -106,6 +107,7 @@ impl StreamEntry {
 
 pub struct Dispatcher {
     db: DatabaseConnection,
+    claims: claimer::Claims,
     clock: SharedClock,
     traces: TraceStore,
     config: DispatchConfig,
@@ -139,6 +141,7 @@ const MAX_WITHDRAWN_EARLY: usize = 10_000;
 impl Dispatcher {
     pub fn new(db: DatabaseConnection, clock: SharedClock, traces: TraceStore, config: DispatchConfig) -> Arc<Self> {
         Arc::new(Self {
+            claims: claimer::Claims::spawn(db.clone(), clock.clone()),
             db,
             clock,
             traces,

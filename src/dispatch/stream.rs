@@ -116,31 +116,37 @@ async fn claim_and_push(
     options: &PullOptions,
     free: usize,
 ) -> Result<Pushed> {
-    let now = dispatcher.clock.now();
-    let uri_prefix = dispatcher.traces.uri_prefix();
     let request = ClaimRequest {
-        worker_id: &options.worker_id,
-        operations: &options.operations,
+        worker_id: options.worker_id.clone(),
+        operations: options.operations.clone(),
         limit: free as u64,
         lease_timeout: dispatcher.lease_timeout_micros(),
-        trace_uri_prefix: &uri_prefix,
+        trace_uri_prefix: dispatcher.traces.uri_prefix(),
         concurrency_limit: dispatcher.config.concurrency_limit,
     };
-    let tasks::Claimed { tasks: claimed, capped } = tasks::claim(&dispatcher.db, now, &request).await?;
+    let tasks::Claimed { tasks: claimed, capped } = dispatcher.claims.claim(request).await?;
     // Hold every lease before pushing any, so that whatever happens next they are released with the stream. A
     // lease whose task was cancelled in the meantime is not pushed at all.
     let claimed: Vec<_> =
         claimed.into_iter().filter(|row| row.lease_id.as_deref().is_some_and(|l| dispatcher.hold(entry, l))).collect();
     let lease_timeout = pbjson_types::Duration::from(dispatcher.config.lease_timeout);
-    for row in &claimed {
+    let tasks: Vec<pb::Task> = claimed.iter().map(pb::Task::from).collect();
+    let attempts = claimed.iter().zip(&tasks).map(|(row, task)| (row.id.clone(), row.attempt, task_document(task)));
+    match dispatcher.traces.begin_attempts(attempts.collect()).await {
+        Ok(outcomes) => {
+            for (row, outcome) in claimed.iter().zip(outcomes) {
+                if let Err(err) = outcome {
+                    tracing::error!(task_id = %row.id, error = %err, "could not prepare the trace folder");
+                }
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "could not prepare the trace folders"),
+    }
+    for (row, task) in claimed.iter().zip(tasks) {
         let lease_id = row.lease_id.clone().unwrap_or_default();
         if !entry.holds(&lease_id) {
             // Withdrawn (cancelled, expired) while we were pushing the ones before it.
             continue;
-        }
-        let task = pb::Task::from(row);
-        if let Err(err) = dispatcher.traces.begin_attempt(&row.id, row.attempt, &task_document(&task)).await {
-            tracing::error!(task_id = %row.id, error = %err, "could not prepare the trace folder");
         }
         let assignment = pb::TaskAssignment {
             task: Some(task),

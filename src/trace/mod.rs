@@ -83,22 +83,32 @@ impl TraceStore {
         format!("file://{}/", self.root.display())
     }
 
-    /// Prepares the folder for a new attempt: earlier files move to `attempts/<attempt - 1>/`, then `input.json`
-    /// records the task as the worker receives it. From now on, uploads under older leases are refused.
-    pub async fn begin_attempt(&self, task_id: &str, attempt: i32, input: &Json) -> io::Result<()> {
+    /// Prepares the folders of freshly leased attempts, given as (task id, attempt, task document): earlier files
+    /// move to `attempts/<attempt - 1>/`, then `input.json` records the task as the worker receives it. From now
+    /// on, uploads under older leases are refused. One blocking job for the whole batch; one outcome per attempt.
+    pub async fn begin_attempts(&self, attempts: Vec<(String, i32, Json)>) -> io::Result<Vec<io::Result<()>>> {
         if let Ok(mut usage) = self.usage.lock() {
-            usage.insert(task_id.to_owned(), Usage { attempt, ..Default::default() });
-        }
-        let dir = self.task_dir(task_id);
-        let bytes = serde_json::to_vec_pretty(input)?;
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir)?;
-            if attempt > 1 {
-                archive_attempt(&dir, attempt - 1)?;
+            for (task_id, attempt, _) in &attempts {
+                usage.insert(task_id.clone(), Usage { attempt: *attempt, ..Default::default() });
             }
-            write_file(&dir, INPUT_FILE, &bytes)
+        }
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            attempts
+                .into_iter()
+                .map(|(task_id, attempt, input)| {
+                    let dir = root.join(task_id);
+                    let bytes = serde_json::to_vec_pretty(&input)?;
+                    std::fs::create_dir_all(&dir)?;
+                    if attempt > 1 {
+                        archive_attempt(&dir, attempt - 1)?;
+                    }
+                    write_file(&dir, INPUT_FILE, &bytes)
+                })
+                .collect()
         })
-        .await?
+        .await
+        .map_err(io::Error::other)
     }
 
     /// Writes `output.json`: the result or the error the task ended with. The task takes no more uploads' usage.

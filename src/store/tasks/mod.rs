@@ -9,17 +9,48 @@ mod intake;
 mod leases;
 mod settle;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
 
 use super::entity::task::{Column, Entity as Tasks, Model, TaskStatus};
 use crate::error::{Error, Result};
 
 pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, find_by_idempotency_key};
-pub use leases::{ClaimRequest, Claimed, LeaseLoss, LeaseReport, claim, extend_leases, take_back_leases};
+pub use leases::{ClaimRequest, Claimed, LeaseLoss, LeaseReport, claim, claim_many, extend_leases, take_back_leases};
 pub use settle::{Backoff, Cancelled, Settled, cancel, complete, complete_many, fail};
 
 /// `entity_kind` of tasks in the audit log.
 pub const ENTITY_KIND: &str = "Task";
+
+/// Rows changed since the last analysis beyond which the table is analyzed again: this many, plus a fifth of it.
+const ANALYZE_THRESHOLD: f64 = 1000.0;
+const ANALYZE_FRACTION: f64 = 0.2;
+
+/// Keeps PostgreSQL's statistics of the task table current. A queue changes fast: a bulk load takes it from empty to
+/// a large backlog within a second, and autovacuum looks only once a minute, so until then the planner plans for an
+/// empty table. Called every sweep; returns whether it analyzed. SQLite's claim is pinned to its index instead.
+pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<bool> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(false);
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT s.n_mod_since_analyze::float8, c.reltuples::float8 FROM pg_stat_user_tables s \
+             JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'tasks'::regclass",
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let changed: f64 = row.try_get_by_index(0)?;
+    let tuples: f64 = row.try_get_by_index(1)?;
+    if changed < ANALYZE_THRESHOLD + ANALYZE_FRACTION * tuples.max(0.0) {
+        return Ok(false);
+    }
+    db.execute_unprepared("ANALYZE tasks").await?;
+    Ok(true)
+}
 
 pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Model> {
     Tasks::find_by_id(id.to_owned()).one(db).await?.ok_or_else(|| Error::NotFound(format!("task {id} not found")))

@@ -1,6 +1,11 @@
 //! Settling leases (complete, fail) and cancelling tasks, each fenced by the lease or the status it expects.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+use std::collections::HashMap;
+
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{CaseStatement, Expr, SimpleExpr},
+};
 use serde_json::{Value as Json, json};
 
 use super::{ENTITY_KIND, get};
@@ -40,20 +45,15 @@ pub async fn complete_many(
     items: Vec<(String, Json)>,
 ) -> Result<Vec<Result<Settled>>> {
     let txn = db.begin().await?;
-    let mut recorded: Vec<Option<Model>> = Vec::with_capacity(items.len());
-    for (lease_id, result) in &items {
-        let updated = Tasks::update_many()
-            .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
-            .col_expr(Column::Result, Expr::value(result.clone()))
-            .col_expr(Column::Error, Expr::value(Option::<String>::None))
-            .col_expr(Column::CompletedAt, Expr::value(now))
-            .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
-            .filter(Column::LeaseId.eq(lease_id.as_str()))
-            .filter(Column::Status.eq(TaskStatus::Running))
-            .exec_with_returning(&txn)
-            .await?;
-        recorded.push(updated.into_iter().next());
+    let mut by_lease: HashMap<String, Model> = HashMap::with_capacity(items.len());
+    for chunk in items.chunks(ROWS_PER_COMPLETION) {
+        for task in complete_chunk(&txn, now, chunk).await? {
+            if let Some(lease_id) = task.lease_id.clone() {
+                by_lease.insert(lease_id, task);
+            }
+        }
     }
+    let recorded: Vec<Option<Model>> = items.iter().map(|(lease_id, _)| by_lease.remove(lease_id)).collect();
     let entries = recorded.iter().flatten().map(|task| settled_entry(task, "running", json!({}), None)).collect();
     audit::append(&txn, now, entries).await?;
     for task in recorded.iter().flatten().filter(|t| t.cwom_issue_id.is_some()) {
@@ -68,6 +68,33 @@ pub async fn complete_many(
         });
     }
     Ok(outcomes)
+}
+
+/// Completions per UPDATE statement: each row picks its result from a CASE over the chunk's leases, so the chunk
+/// is kept small enough for that to stay cheap.
+const ROWS_PER_COMPLETION: usize = 128;
+
+/// One UPDATE for a chunk of completions, each fenced by its lease and `running`; returns the rows it completed.
+async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String, Json)]) -> Result<Vec<Model>> {
+    // The common result, `{}`, needs no branch of its own.
+    let empty = json!({});
+    let mut result = CaseStatement::new();
+    let mut branches = 0;
+    for (lease_id, value) in chunk.iter().filter(|(_, value)| *value != empty) {
+        result = result.case(Column::LeaseId.eq(lease_id.as_str()), Expr::value(value.clone()));
+        branches += 1;
+    }
+    let result: SimpleExpr = if branches == 0 { Expr::value(empty) } else { result.finally(Expr::value(empty)).into() };
+    Ok(Tasks::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
+        .col_expr(Column::Result, result)
+        .col_expr(Column::Error, Expr::value(Option::<String>::None))
+        .col_expr(Column::CompletedAt, Expr::value(now))
+        .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+        .filter(Column::LeaseId.is_in(chunk.iter().map(|(lease_id, _)| lease_id.as_str())))
+        .filter(Column::Status.eq(TaskStatus::Running))
+        .exec_with_returning(txn)
+        .await?)
 }
 
 fn worker_change(task: &Model, now: Micros) -> Change {
