@@ -37,6 +37,17 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Measure the control plane: a real server process, real worker processes, a real database.
     Bench(BenchArgs),
+    /// Tasks: enqueue, get, list, watch, cancel.
+    Task(crate::cli::TaskArgs),
+    /// The audit log: list, watch.
+    Audit(crate::cli::AuditArgs),
+    /// Work-model objects: get, list, create.
+    Cwom(crate::cli::CwomArgs),
+    /// Print a shell completion script, e.g. `control-tower completions bash > /etc/bash_completion.d/control-tower`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,8 @@
 
 pub mod api;
 pub mod bench;
+pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod convert;

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use control_tower::{
     Server,
+    cli::{self, OperatorCommand},
     clock::SystemClock,
     config::{Cli, Command, DatabaseArgs, LogFormat, MigrateAction, MigrateArgs, ServeArgs, ServerConfig, WorkerArgs},
     shutdown,
@@ -29,6 +30,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(args) => run_worker(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Bench(args) => control_tower::bench::run(args).await,
+        Command::Task(args) => std::process::exit(cli::run(OperatorCommand::Task(args)).await),
+        Command::Audit(args) => std::process::exit(cli::run(OperatorCommand::Audit(args)).await),
+        Command::Cwom(args) => std::process::exit(cli::run(OperatorCommand::Cwom(args)).await),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "control-tower", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
