@@ -1,4 +1,5 @@
-"""The Python client and worker helper against a real `control-tower serve` (SQLite in a temp folder)."""
+"""The Python client and worker helper against a real `control-tower serve`: on SQLite in a temp folder, or on the
+database named by CT_SERVER_DATABASE_URL (CI gives it a fresh PostgreSQL database)."""
 
 import os
 import pathlib
@@ -42,7 +43,8 @@ class ServerTest(unittest.TestCase):
         cls.target = f"127.0.0.1:{port}"
         cls.traces = pathlib.Path(cls.dir.name) / "traces"
         env = dict(os.environ, JCT_LISTEN_ADDR=cls.target, JCT_TRACE_ROOT=str(cls.traces),
-                   DATABASE_URL=f"sqlite://{cls.dir.name}/ct.db?mode=rwc", JCT_ALLOWED_REPO_PREFIXES="acme/",
+                   DATABASE_URL=os.environ.get("CT_SERVER_DATABASE_URL") or f"sqlite://{cls.dir.name}/ct.db?mode=rwc",
+                   JCT_ALLOWED_REPO_PREFIXES="acme/",
                    RUST_LOG="warn")
         cls.log = open(pathlib.Path(cls.dir.name) / "server.log", "w")
         cls.server = subprocess.Popen([BINARY, "serve"], env=env, stdout=cls.log, stderr=cls.log)
