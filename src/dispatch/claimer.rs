@@ -44,12 +44,7 @@ impl Claims {
 async fn claim_loop(db: DatabaseConnection, clock: SharedClock, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
+        super::take_waiting(&mut jobs, &mut group, MAX_GROUP);
         let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|j| (j.request, j.reply)).unzip();
         match tasks::claim_many(&db, clock.now(), &requests).await {
             Ok(outcomes) => {

@@ -133,6 +133,17 @@ pub struct Dispatcher {
     listening: AtomicBool,
 }
 
+/// Adds to `group` whatever is already waiting in `jobs`, up to `max` in all, without waiting for more: the
+/// group commits of claims and completions take what arrived during the previous commit.
+fn take_waiting<T>(jobs: &mut mpsc::Receiver<T>, group: &mut Vec<T>, max: usize) {
+    while group.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Bound on pending wake-up timers.
 const MAX_WAKEUPS: usize = 100_000;
 /// Bound on remembered early withdrawals; they are consumed within one claim, so this only guards against leaks.

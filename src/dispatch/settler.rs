@@ -55,12 +55,7 @@ async fn commit_loop(db: DatabaseConnection, clock: SharedClock, jobs: Arc<Mutex
             let mut jobs = jobs.lock().await;
             let Some(first) = jobs.recv().await else { return };
             let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match jobs.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
+            super::take_waiting(&mut jobs, &mut group, MAX_GROUP);
             group
         };
         let items: Vec<_> = group.iter().map(|j| (j.lease_id.clone(), j.result.clone())).collect();

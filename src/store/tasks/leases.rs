@@ -45,15 +45,10 @@ pub struct Claimed {
     pub capped: usize,
 }
 
-/// Leases up to `limit` eligible queued tasks to a worker: highest priority first, FIFO within a priority, never
-/// more running tasks per concurrency key than the limit. Each lease gets a fresh unguessable token (32 hex
-/// characters) made by the database.
-pub async fn claim(db: &DatabaseConnection, now: Micros, req: &ClaimRequest) -> Result<Claimed> {
-    let mut claimed = claim_many(db, now, std::slice::from_ref(req)).await?;
-    Ok(claimed.pop().unwrap_or_default())
-}
-
 /// Serves several claims (one per stream) in one transaction, in order, with one audit insert and one commit.
+/// Each leases up to `limit` eligible queued tasks to its worker: highest priority first, FIFO within a priority,
+/// never more running tasks per concurrency key than the limit. Each lease gets a fresh unguessable token (32 hex
+/// characters) made by the database.
 ///
 /// Per claim, three steps: pick candidates (on PostgreSQL locked with FOR UPDATE SKIP LOCKED, so concurrent
 /// claimers on any server pass each other by), admit keyed candidates per key while holding that key's lock (a

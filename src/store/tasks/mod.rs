@@ -18,7 +18,7 @@ use super::entity::task::{Column, Entity as Tasks, Model, TaskStatus};
 use crate::error::{Error, Result};
 
 pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, find_by_idempotency_key};
-pub use leases::{ClaimRequest, Claimed, LeaseLoss, LeaseReport, claim, claim_many, extend_leases, take_back_leases};
+pub use leases::{ClaimRequest, Claimed, LeaseLoss, LeaseReport, claim_many, extend_leases, take_back_leases};
 pub use settle::{Backoff, Cancelled, Settled, cancel, complete, complete_many, fail};
 
 /// `entity_kind` of tasks in the audit log.
