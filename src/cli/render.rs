@@ -34,14 +34,19 @@ fn line(cells: &[String], widths: &[usize]) -> String {
     padded.join("  ").trim_end().to_owned()
 }
 
-/// A value as a table cell: strings bare, everything else as compact JSON, long values cut.
-pub fn cell(value: &Json) -> String {
+/// A value on one line: strings bare, everything else as compact JSON.
+fn text(value: &Json) -> String {
     let text = match value {
         Json::Null => String::new(),
         Json::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let text = text.replace(['\n', '\t'], " ");
+    text.replace(['\n', '\t'], " ")
+}
+
+/// A value as a table cell, long values cut.
+pub fn cell(value: &Json) -> String {
+    let text = text(value);
     if text.chars().count() > MAX_CELL {
         format!("{}...", text.chars().take(MAX_CELL - 3).collect::<String>())
     } else {
@@ -49,13 +54,14 @@ pub fn cell(value: &Json) -> String {
     }
 }
 
-/// One object as `field  value` lines, in the order of its fields.
+/// One object as `field  value` lines, in the order of its fields. Values are whole: with one value per line there
+/// is room for them, and a path or an id cut short is of no use.
 pub fn record(object: &Json) {
     let Some(fields) = object.as_object() else {
         println!("{object}");
         return;
     };
-    let rows: Vec<Vec<String>> = fields.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect();
+    let rows: Vec<Vec<String>> = fields.iter().map(|(k, v)| vec![k.clone(), text(v)]).collect();
     table(&["FIELD", "VALUE"], &rows);
 }
 
