@@ -155,6 +155,32 @@ class WorkerTest(ServerTest):
         runner.join(timeout=20)
         self.assertEqual(self.tower.get(waiting.id).status, TaskStatus.TASK_STATUS_CANCELLED)
 
+    def test_stop_drains_the_task_in_hand_before_run_ends(self):
+        worker = Worker(self.target, "py-worker-3", concurrency=1, heartbeat_seconds=60)
+        began, release = threading.Event(), threading.Event()
+
+        @worker.task
+        def handle(ctx):
+            began.set()
+            release.wait(20)
+            return {"finished": True}
+
+        runner = threading.Thread(target=worker.run, daemon=True)
+        runner.start()
+        task = self.tower.enqueue(spec("Finish me before stopping"))
+        self.assertTrue(began.wait(20))
+        stopper = threading.Thread(target=worker.stop)
+        stopper.start()
+        time.sleep(0.2)
+        self.assertTrue(runner.is_alive(), "run waits for the task in hand")
+        release.set()
+        stopper.join(timeout=20)
+        runner.join(timeout=20)
+        self.assertFalse(runner.is_alive())
+        finished = self.tower.get(task.id)
+        self.assertEqual(finished.status, TaskStatus.TASK_STATUS_COMPLETED)
+        self.assertEqual(finished.result["finished"], True)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -78,6 +78,7 @@ class Worker:
         self._running: Dict[str, TaskContext] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._draining = False
         self._stream = None
 
     def task(self, handler: Handler) -> Handler:
@@ -86,6 +87,18 @@ class Worker:
         return handler
 
     def stop(self) -> None:
+        """Drains, then ends ``run``: the server is told to grant no new leases, the tasks already running finish and
+        are settled, and then the stream closes."""
+        if self._draining:
+            return
+        self._draining = True
+        self._heartbeat()
+        self._stop_when_idle()
+
+    def _stop_when_idle(self) -> None:
+        with self._lock:
+            if self._running:
+                return
         self._stop.set()
         if self._stream is not None:
             self._stream.cancel()
@@ -161,6 +174,8 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(ctx.lease_id, None)
+            if self._draining:
+                self._stop_when_idle()
 
     def _push_log(self, ctx: TaskContext) -> None:
         try:
@@ -172,14 +187,17 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
-            with self._lock:
-                leases = list(self._running)
-            if not leases:
-                continue
-            try:
-                answer = self.tower.call(self.tower.workers.Heartbeat,
-                                         workers_pb2.HeartbeatRequest(worker_id=self.worker_id, lease_ids=leases))
-            except ControlTowerError:
-                continue
-            for lease in [*answer.cancelled, *answer.lost]:
-                self._cancelled(lease)
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            leases = list(self._running)
+        if not leases and not self._draining:
+            return
+        request = workers_pb2.HeartbeatRequest(worker_id=self.worker_id, lease_ids=leases, draining=self._draining)
+        try:
+            answer = self.tower.call(self.tower.workers.Heartbeat, request, timeout=5)
+        except ControlTowerError:
+            return  # retried at the next tick; the lease timeout leaves room for several
+        for lease in [*answer.cancelled, *answer.lost]:
+            self._cancelled(lease)
