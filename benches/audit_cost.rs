@@ -90,6 +90,8 @@ async fn run_once(tasks: usize, create_cwom: bool, run: usize) -> Sample {
             concurrency: 8,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
+            token: None,
+            tls: Default::default(),
         };
         daemons.push(tokio::spawn(worker::run(config, Arc::new(EchoHandler), workers_stop.clone())));
     }

@@ -12,13 +12,15 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
 
 use tonic::{
     Request, Status, Streaming,
     metadata::{AsciiMetadataValue, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::pb::{
@@ -39,7 +41,57 @@ impl Interceptor for BearerToken {
     }
 }
 
-type Authed = InterceptedService<Channel, BearerToken>;
+impl BearerToken {
+    pub fn new(token: Option<&str>) -> Result<Self, Status> {
+        let value = token
+            .map(|token| {
+                MetadataValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| Status::invalid_argument("token: must be printable ASCII"))
+            })
+            .transpose()?;
+        Ok(Self(value))
+    }
+}
+
+/// A channel to the server with the bearer token on every call.
+pub type Authed = InterceptedService<Channel, BearerToken>;
+
+/// TLS settings of a client, for `https://` servers. Without `ca`, the server's certificate must chain to a
+/// well-known root; `cert` and `key` present a client certificate (mutual TLS).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientTls {
+    /// PEM CA certificates that sign the server's certificate.
+    #[arg(long = "tls-ca", env = "JCT_TLS_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require mutual TLS.
+    #[arg(long = "tls-client-cert", env = "JCT_TLS_CLIENT_CERT", requires = "key", global = true)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long = "tls-client-key", env = "JCT_TLS_CLIENT_KEY", requires = "cert", global = true)]
+    pub key: Option<PathBuf>,
+}
+
+/// An endpoint for `target`, with TLS for `https://` targets.
+pub fn endpoint(target: impl Into<String>, tls: &ClientTls) -> anyhow::Result<Endpoint> {
+    let target = target.into();
+    let mut endpoint = Endpoint::from_shared(target.clone())
+        .with_context(|| format!("{target:?} is not a server address (e.g. http://127.0.0.1:50051)"))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    if target.starts_with("https://") {
+        let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("could not read {}", path.display()));
+        let mut config = ClientTlsConfig::new();
+        config = match &tls.ca {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => config.with_webpki_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(config).context("the TLS configuration was refused")?;
+    }
+    Ok(endpoint)
+}
 
 #[derive(Clone)]
 pub struct ControlTower {
@@ -49,20 +101,21 @@ pub struct ControlTower {
 
 impl ControlTower {
     /// Connects to a server, e.g. `http://127.0.0.1:50051`.
-    pub async fn connect(target: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(target.into())?
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
+    pub async fn connect(target: impl Into<String>) -> anyhow::Result<Self> {
+        Self::connect_tls(target, &ClientTls::default()).await
+    }
+
+    /// Connects to a server, with TLS for an `https://` target.
+    pub async fn connect_tls(target: impl Into<String>, tls: &ClientTls) -> anyhow::Result<Self> {
+        let target = target.into();
+        let channel =
+            endpoint(target.clone(), tls)?.connect().await.with_context(|| format!("could not reach {target}"))?;
         Ok(Self { channel, token: BearerToken::default() })
     }
 
     /// Sends `token` as a bearer token with every call.
     pub fn with_token(mut self, token: &str) -> Result<Self, Status> {
-        let value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| Status::invalid_argument("token: must be printable ASCII"))?;
-        self.token = BearerToken(Some(value));
+        self.token = BearerToken::new(Some(token))?;
         Ok(self)
     }
 

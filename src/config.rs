@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
+    auth::tokens::TokenSource,
     dispatch::DispatchConfig,
     spec::Policy,
     store::{db::DEFAULT_DATABASE_URL, tasks::Backoff},
@@ -43,6 +44,8 @@ pub enum Command {
     Audit(crate::cli::AuditArgs),
     /// Work-model objects: get, list, create.
     Cwom(crate::cli::CwomArgs),
+    /// Bearer tokens: make one, or hash one for the token file.
+    Auth(crate::auth::command::AuthArgs),
     /// Print a shell completion script, e.g. `control-tower completions bash > /etc/bash_completion.d/control-tower`.
     Completions {
         #[arg(value_enum)]
@@ -141,9 +144,117 @@ pub struct ServeArgs {
     /// and its leases are released.
     #[arg(long, env = "JCT_KEEPALIVE_SECONDS", default_value_t = 20)]
     pub keepalive_seconds: u64,
-    /// Actor recorded in the audit log for operator calls (e.g. CancelTask).
+    /// Actor recorded in the audit log for operator calls (e.g. CancelTask) when auth is off; with auth on, the
+    /// caller's identity is recorded.
     #[arg(long, env = "JCT_OPERATOR_ID", default_value = "operator")]
     pub operator_id: String,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// File of `ROLE IDENTITY sha256:HEX` lines (see `control-tower auth new-token`); turns auth on. Re-read when
+    /// it changes.
+    #[arg(long, env = "JCT_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// The same lines inline (separated by newlines or `;`); turns auth on.
+    #[arg(long, env = "JCT_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+    /// Serve a non-loopback address without auth. Without it, the server refuses to start there.
+    #[arg(long, env = "JCT_INSECURE")]
+    pub insecure: bool,
+    /// PEM certificate chain of the server; with --tls-key, turns TLS on.
+    #[arg(long, env = "JCT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the server.
+    #[arg(long, env = "JCT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates; clients must then present a certificate signed by one of them (mutual TLS).
+    #[arg(long, env = "JCT_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    pub fn tokens(&self) -> TokenSource {
+        TokenSource { file: self.auth_tokens_file.clone(), inline: self.auth_tokens.clone() }
+    }
+
+    /// Refuses to expose a server without auth on a non-loopback address, unless --insecure says so.
+    pub fn check_exposure(&self, listen_addr: SocketAddr) -> anyhow::Result<()> {
+        if listen_addr.ip().is_loopback() || self.tokens().is_configured() || self.insecure {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to serve {listen_addr} without auth: anyone who can reach it could run tasks. Configure \
+             tokens (--auth-tokens-file or JCT_AUTH_TOKENS; `control-tower auth new-token` makes one), listen on a \
+             loopback address, or pass --insecure to accept the risk"
+        )
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest request message, in bytes (a PushTrace chunk, an EnqueueTasks batch).
+    #[arg(long, env = "JCT_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
+    pub max_message_bytes: usize,
+    /// Largest `inputs` or `metadata` of a task, encoded, in bytes.
+    #[arg(long, env = "JCT_MAX_INPUTS_BYTES", default_value_t = 1 << 20)]
+    pub max_inputs_bytes: usize,
+    /// Streams (PullTasks, WatchTasks, WatchAuditEvents) one identity may hold open at once.
+    #[arg(long, env = "JCT_MAX_STREAMS_PER_IDENTITY", default_value_t = 256)]
+    pub max_streams_per_identity: u32,
+    /// Tasks per second one identity may enqueue, sustained; 0 for no limit.
+    #[arg(long, env = "JCT_ENQUEUE_RATE", default_value_t = 1000)]
+    pub enqueue_rate: u32,
+    /// Tasks one identity may enqueue in a burst above the rate.
+    #[arg(long, env = "JCT_ENQUEUE_BURST", default_value_t = 10_000)]
+    pub enqueue_burst: u32,
+}
+
+/// Request limits, per server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_inputs_bytes: usize,
+    pub max_streams_per_identity: u32,
+    /// Tasks per second per identity; `None` for no limit.
+    pub enqueue_rate: Option<std::num::NonZeroU32>,
+    pub enqueue_burst: std::num::NonZeroU32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 << 20,
+            max_inputs_bytes: 1 << 20,
+            max_streams_per_identity: 256,
+            enqueue_rate: std::num::NonZeroU32::new(1000),
+            enqueue_burst: std::num::NonZeroU32::new(10_000).expect("non-zero"),
+        }
+    }
+}
+
+impl From<&LimitArgs> for Limits {
+    fn from(args: &LimitArgs) -> Self {
+        Self {
+            max_message_bytes: args.max_message_bytes.max(1024),
+            max_inputs_bytes: args.max_inputs_bytes,
+            max_streams_per_identity: args.max_streams_per_identity.max(1),
+            enqueue_rate: std::num::NonZeroU32::new(args.enqueue_rate),
+            enqueue_burst: std::num::NonZeroU32::new(args.enqueue_burst.max(1)).expect("non-zero"),
+        }
+    }
+}
+
+/// The server's TLS files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Everything the server needs, independent of how it was configured.
@@ -162,6 +273,12 @@ pub struct ServerConfig {
     /// leases of its streams) is given up: this is how a silently dead worker is found.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// Bearer tokens; auth is off when none are configured.
+    pub tokens: TokenSource,
+    /// How often the token file is checked for changes.
+    pub token_reload_interval: Duration,
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -179,6 +296,10 @@ impl ServerConfig {
             operator_id: "operator".into(),
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
+            tokens: TokenSource::default(),
+            token_reload_interval: Duration::from_secs(2),
+            tls: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -206,6 +327,17 @@ impl From<&ServeArgs> for ServerConfig {
             operator_id: args.operator_id.clone(),
             keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
             keepalive_timeout: Duration::from_secs(args.keepalive_seconds.max(1) / 2 + 1),
+            tokens: args.security.tokens(),
+            token_reload_interval: Duration::from_secs(2),
+            tls: match (&args.security.tls_cert, &args.security.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.security.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            limits: Limits::from(&args.limits),
         }
     }
 }
@@ -233,6 +365,11 @@ pub struct WorkerArgs {
     /// Seconds to let running tasks finish on SIGTERM/SIGINT before they are stopped and released.
     #[arg(long, env = "JCT_WORKER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Bearer token of this worker (a `worker` identity; the worker id must then be that identity).
+    #[arg(long, env = "JCT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::client::ClientTls,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -65,6 +65,13 @@ pub enum Error {
     FailedPrecondition { reason: &'static str, message: String },
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A rate limit: RESOURCE_EXHAUSTED with `google.rpc.RetryInfo` saying when to try again.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: std::time::Duration },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{0}")]
     Unavailable(String),
     /// Never shown to clients; logged where it is converted.
@@ -92,7 +99,9 @@ impl Error {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::InvalidArgument(_) | Self::Policy { .. } => Code::InvalidArgument,
             Self::FailedPrecondition { .. } => Code::FailedPrecondition,
-            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::RateLimited { .. } => Code::ResourceExhausted,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
@@ -151,6 +160,9 @@ impl From<Error> for Status {
             Error::Policy { .. } | Error::FailedPrecondition { .. } => {
                 let reason = err.reason().unwrap_or_default();
                 details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+            }
+            Error::RateLimited { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
             }
             _ => return Status::new(err.code(), message),
         }

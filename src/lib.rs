@@ -8,10 +8,12 @@
 //! - [`dispatch`]: leasing, the worker stream fan-out, the lease reaper.
 //! - [`trace`]: trace folders on disk and PushTrace ingest.
 //! - [`api`]: the gRPC services, thin adapters over the above.
+//! - [`auth`]: bearer tokens, roles, and the check in front of every RPC.
 //! - [`server`]: assembly, health, reflection, graceful shutdown.
 //! - [`worker`]: the worker daemon and its handlers (client side).
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -21,6 +23,7 @@ pub mod convert;
 pub mod dispatch;
 pub mod error;
 pub mod json;
+pub mod limits;
 pub mod pb;
 pub mod server;
 pub mod shutdown;

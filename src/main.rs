@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Task(args) => std::process::exit(cli::run(OperatorCommand::Task(args)).await),
         Command::Audit(args) => std::process::exit(cli::run(OperatorCommand::Audit(args)).await),
         Command::Cwom(args) => std::process::exit(cli::run(OperatorCommand::Cwom(args)).await),
+        Command::Auth(args) => control_tower::auth::command::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "control-tower", &mut std::io::stdout());
             Ok(())
@@ -51,6 +52,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.security.check_exposure(args.listen_addr)?;
     let config = ServerConfig::from(&args);
     let server = Server::build(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(args.listen_addr)
@@ -72,6 +74,8 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         operations: args.operations.into_iter().filter(|op| !op.is_empty()).collect(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
+        token: args.token,
+        tls: args.tls,
     };
     tracing::info!(worker_id = %config.worker_id, handler = kind, "worker starting");
     worker::run(config, handler, shutdown::on_signal()).await

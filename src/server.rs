@@ -12,9 +12,11 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     api::{AuditServiceImpl, CwomServiceImpl, TaskServiceImpl, WorkerServiceImpl},
+    auth::{AuthLayer, Authenticator},
     clock::SharedClock,
-    config::ServerConfig,
+    config::{Limits, ServerConfig, TlsFiles},
     dispatch::{Completions, Dispatcher, spawn_listener, spawn_maintenance},
+    limits::{EnqueueLimiter, StreamQuota},
     pb::{
         self, audit_service_server::AuditServiceServer, cwom_service_server::CwomServiceServer,
         task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
@@ -42,6 +44,13 @@ pub struct AppState {
     pub operator: Actor,
     /// Cancelled when the server starts shutting down: long-lived watch streams end on it.
     pub shutting_down: CancellationToken,
+    /// Bearer tokens; `None` when auth is off.
+    pub authenticator: Option<Arc<Authenticator>>,
+    pub limits: Limits,
+    /// Open streams per identity.
+    pub streams: StreamQuota,
+    /// Enqueue rate per identity; `None` when unlimited.
+    pub enqueue_limiter: Option<EnqueueLimiter>,
 }
 
 /// Services whose health is reported besides the server as a whole ("").
@@ -59,6 +68,8 @@ pub struct Server {
     drain_timeout: Duration,
     keepalive: (Duration, Duration),
     database_url: String,
+    tls: Option<TlsFiles>,
+    token_reload_interval: Duration,
     /// On SQLite, the lock that keeps a second server off the same database.
     _sqlite_lock: Option<SqliteServerLock>,
 }
@@ -85,6 +96,15 @@ impl Server {
             allowed_repo_prefixes = ?config.policy.allowed_repo_prefixes(),
             "database migrated"
         );
+        let authenticator = if config.tokens.is_configured() {
+            let authenticator = Authenticator::load(config.tokens.clone())
+                .map_err(|e| anyhow::anyhow!("could not load the token table: {e}"))?;
+            tracing::info!(identities = authenticator.identities(), "auth on: every call needs a bearer token");
+            Some(authenticator)
+        } else {
+            tracing::warn!("auth is off: any caller that reaches the server may do anything");
+            None
+        };
         let dispatcher = Dispatcher::new(db.clone(), clock.clone(), traces.clone(), config.dispatch.clone());
         let completions = Completions::spawn(db.clone(), clock.clone());
         let state = Arc::new(AppState {
@@ -97,12 +117,21 @@ impl Server {
             default_max_attempts: config.default_max_attempts,
             operator: Actor::new("human", config.operator_id),
             shutting_down: CancellationToken::new(),
+            authenticator,
+            streams: StreamQuota::new(config.limits.max_streams_per_identity),
+            enqueue_limiter: config
+                .limits
+                .enqueue_rate
+                .map(|rate| EnqueueLimiter::new(rate, config.limits.enqueue_burst)),
+            limits: config.limits,
         });
         Ok(Self {
             state,
             drain_timeout: config.drain_timeout,
             keepalive: (config.keepalive_interval, config.keepalive_timeout),
             database_url: config.database_url,
+            tls: config.tls,
+            token_reload_interval: config.token_reload_interval,
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -133,18 +162,28 @@ impl Server {
         let listener_loop = spawn_listener(state.dispatcher.clone(), self.database_url.clone(), loops.clone());
         let health_loop = spawn_health_loop(state.db.clone(), health.clone(), health_stop.clone());
 
+        if let Some(authenticator) = &state.authenticator {
+            authenticator.spawn_reloader(self.token_reload_interval, loops.clone());
+        }
+
         let transport_stop = CancellationToken::new();
         let local_addr = listener.local_addr()?;
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(self.keepalive.0))
-            .http2_keepalive_timeout(Some(self.keepalive.1))
+            .http2_keepalive_timeout(Some(self.keepalive.1));
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls_config(tls)?).context("the TLS configuration was refused")?;
+        }
+        let max = state.limits.max_message_bytes;
+        let router = builder
+            .layer(AuthLayer::new(state.authenticator.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(TaskServiceServer::new(TaskServiceImpl::new(state.clone())))
-            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(state.clone())))
-            .add_service(CwomServiceServer::new(CwomServiceImpl::new(state.clone())))
-            .add_service(AuditServiceServer::new(AuditServiceImpl::new(state.clone())));
+            .add_service(TaskServiceServer::new(TaskServiceImpl::new(state.clone())).max_decoding_message_size(max))
+            .add_service(WorkerServiceServer::new(WorkerServiceImpl::new(state.clone())).max_decoding_message_size(max))
+            .add_service(CwomServiceServer::new(CwomServiceImpl::new(state.clone())).max_decoding_message_size(max))
+            .add_service(AuditServiceServer::new(AuditServiceImpl::new(state.clone())).max_decoding_message_size(max));
         let stop = transport_stop.clone();
         let mut transport = tokio::spawn(async move {
             // TCP_NODELAY on every accepted connection: the builder's own setting only covers listeners it binds,
@@ -153,7 +192,7 @@ impl Server {
                 TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(Duration::from_secs(60)));
             router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await
         });
-        tracing::info!(%local_addr, "serving");
+        tracing::info!(%local_addr, tls = self.tls.is_some(), "serving");
 
         tokio::select! {
             _ = shutdown => {}
@@ -184,6 +223,18 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The server's certificate and key, and, for mutual TLS, the CAs that sign client certificates.
+fn tls_config(files: &TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read =
+        |path: &std::path::Path| std::fs::read(path).with_context(|| format!("could not read {}", path.display()));
+    let identity = tonic::transport::Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -88,6 +88,8 @@ async fn the_cap_holds_across_workers_as_the_audit_log_shows() {
             concurrency: 6,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
+            token: None,
+            tls: Default::default(),
         };
         daemons.push(tokio::spawn(worker::run(config, Arc::new(Slow), stop.clone())));
     }

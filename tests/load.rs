@@ -49,6 +49,8 @@ async fn eight_workers_complete_two_thousand_tasks_exactly_once() {
             concurrency: 4,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
+            token: None,
+            tls: Default::default(),
         };
         daemons.push(tokio::spawn(worker::run(config, Arc::new(recorder.clone()), stop.clone())));
     }

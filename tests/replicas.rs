@@ -102,6 +102,8 @@ async fn two_replicas_and_eight_workers_finish_every_task_exactly_once() {
             concurrency: 8,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
+            token: None,
+            tls: Default::default(),
         };
         daemons.push(tokio::spawn(worker::run(config, Arc::new(FlakyOnce), stop.clone())));
     }

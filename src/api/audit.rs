@@ -8,9 +8,11 @@ use tonic::{Request, Response, Status};
 
 use super::paging;
 use crate::{
+    auth,
     convert::timestamp,
     error::{Error, Result},
     json::json_to_struct,
+    limits::{self, StreamPermit},
     pb::{self, audit_service_server::AuditService},
     server::AppState,
     spec::timestamp_micros,
@@ -91,6 +93,7 @@ pub fn follow<T, F, Fut>(
     state: Arc<AppState>,
     filter: Filter,
     mut cursor: Cursor,
+    permit: StreamPermit,
     deliver: F,
 ) -> ReceiverStream<Result<T, Status>>
 where
@@ -100,6 +103,8 @@ where
 {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        // Held while the stream is open: it counts against the caller's stream limit.
+        let _permit = permit;
         loop {
             let batch = match audit::tail(&state.db, &filter, cursor, TAIL_BATCH).await {
                 Ok((rows, next)) => {
@@ -171,11 +176,14 @@ impl AuditService for AuditServiceImpl {
         &self,
         request: Request<pb::WatchAuditEventsRequest>,
     ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let filter = filter(request.filter)?;
         let cursor = start(&self.state, &request.cursor).await?;
-        let stream =
-            follow(self.state.clone(), filter, cursor, |_, rows| async move { Ok(rows.iter().map(event).collect()) });
+        let permit = self.state.streams.acquire(limits::key(caller.as_deref()))?;
+        let stream = follow(self.state.clone(), filter, cursor, permit, |_, rows| async move {
+            Ok(rows.iter().map(event).collect())
+        });
         Ok(Response::new(stream))
     }
 }

@@ -7,9 +7,11 @@ use tonic::{Request, Response, Status};
 
 use super::{metadata, paging};
 use crate::{
+    auth::{self, Role},
     error::{Error, Result},
     pb::{self, cwom_service_server::CwomService},
     server::AppState,
+    store::audit,
     store::cwom::{
         Change, artifacts, doctrine, issues,
         links::Link,
@@ -31,13 +33,23 @@ impl CwomServiceImpl {
         Self { state }
     }
 
-    /// The operator identity, now, and the caller's trace id (or a new one).
+    /// The caller (the operator identity when auth is off), now, and the caller's trace id (or a new one).
     fn change<T>(&self, request: &Request<T>) -> Result<Change> {
         Ok(Change {
             now: self.state.clock.now(),
-            actor: self.state.operator.clone(),
+            actor: auth::caller(request).map_or_else(|| self.state.operator.clone(), |who| who.actor()),
             trace_id: metadata::trace_id(request.metadata())?.unwrap_or_else(metadata::new_trace_id),
         })
+    }
+
+    /// Agents change only the objects they created (the actor of the object's `created` audit entry).
+    async fn ensure_own<T>(&self, request: &Request<T>, kind: &'static str, id: &str) -> Result<()> {
+        let Some(who) = auth::caller(request).filter(|who| who.is(Role::Agent)) else { return Ok(()) };
+        let id = parse_id("id", id)?;
+        match audit::creator(&self.state.db, kind, &id).await? {
+            Some(creator) if creator == who.id => Ok(()),
+            _ => Err(auth::deny(&who, format_args!("change {kind} {id:?}, which it did not create"))),
+        }
     }
 }
 
@@ -113,6 +125,8 @@ impl CwomService for CwomServiceImpl {
 
     async fn update_repo(&self, request: Request<pb::UpdateRepoRequest>) -> Result<Response<pb::Repo>, Status> {
         let change = self.change(&request)?;
+        let id = request.get_ref().repo.as_ref().map(|r| r.id.clone()).unwrap_or_default();
+        self.ensure_own(&request, repos::KIND, &id).await?;
         let repo = request.into_inner().repo.ok_or_else(|| Error::invalid("repo", "is required"))?;
         ok(repos::update(&self.state.db, &change, repo).await)
     }
@@ -148,6 +162,8 @@ impl CwomService for CwomServiceImpl {
 
     async fn update_issue(&self, request: Request<pb::UpdateIssueRequest>) -> Result<Response<pb::Issue>, Status> {
         let change = self.change(&request)?;
+        let id = request.get_ref().issue.as_ref().map(|i| i.id.clone()).unwrap_or_default();
+        self.ensure_own(&request, issues::KIND, &id).await?;
         let issue = request.into_inner().issue.ok_or_else(|| Error::invalid("issue", "is required"))?;
         ok(issues::update(&self.state.db, &change, issue).await)
     }
@@ -157,6 +173,7 @@ impl CwomService for CwomServiceImpl {
         request: Request<pb::UpdateIssueStatusRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
         let change = self.change(&request)?;
+        self.ensure_own(&request, issues::KIND, &request.get_ref().id).await?;
         let r = request.into_inner();
         let to = pb::WorkStatus::try_from(r.status)
             .map_err(|_| Error::invalid("status", format!("unknown value {}", r.status)))?;
@@ -287,6 +304,8 @@ impl CwomService for CwomServiceImpl {
         request: Request<pb::UpdateDoctrineRefRequest>,
     ) -> Result<Response<pb::DoctrineRef>, Status> {
         let change = self.change(&request)?;
+        let id = request.get_ref().doctrine_ref.as_ref().map(|d| d.id.clone()).unwrap_or_default();
+        self.ensure_own(&request, doctrine::KIND, &id).await?;
         let d = request.into_inner().doctrine_ref.ok_or_else(|| Error::invalid("doctrine_ref", "is required"))?;
         ok(doctrine::update(&self.state.db, &change, d).await)
     }
@@ -319,6 +338,7 @@ impl CwomService for CwomServiceImpl {
 
     async fn update_run(&self, request: Request<pb::UpdateRunRequest>) -> Result<Response<pb::Run>, Status> {
         let change = self.change(&request)?;
+        self.ensure_own(&request, runs::KIND, &request.get_ref().id).await?;
         let r = request.into_inner();
         let update = RunUpdate {
             status: enum_filter("status", r.status)?,
@@ -368,6 +388,7 @@ impl CwomService for CwomServiceImpl {
         request: Request<pb::IssueLinkRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
         let change = self.change(&request)?;
+        self.ensure_own(&request, issues::KIND, &request.get_ref().issue_id).await?;
         let r = request.into_inner();
         ok(issues::set_link(&self.state.db, &change, Link::IssueDoctrineRef, &r.issue_id, &r.target_id, true).await)
     }
@@ -377,6 +398,7 @@ impl CwomService for CwomServiceImpl {
         request: Request<pb::IssueLinkRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
         let change = self.change(&request)?;
+        self.ensure_own(&request, issues::KIND, &request.get_ref().issue_id).await?;
         let r = request.into_inner();
         ok(issues::set_link(&self.state.db, &change, Link::IssueDoctrineRef, &r.issue_id, &r.target_id, false).await)
     }
@@ -386,6 +408,7 @@ impl CwomService for CwomServiceImpl {
         request: Request<pb::IssueLinkRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
         let change = self.change(&request)?;
+        self.ensure_own(&request, issues::KIND, &request.get_ref().issue_id).await?;
         let r = request.into_inner();
         ok(issues::set_link(&self.state.db, &change, Link::IssueConstraintSnapshot, &r.issue_id, &r.target_id, true)
             .await)
@@ -396,6 +419,7 @@ impl CwomService for CwomServiceImpl {
         request: Request<pb::IssueLinkRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
         let change = self.change(&request)?;
+        self.ensure_own(&request, issues::KIND, &request.get_ref().issue_id).await?;
         let r = request.into_inner();
         ok(issues::set_link(&self.state.db, &change, Link::IssueConstraintSnapshot, &r.issue_id, &r.target_id, false)
             .await)

@@ -9,10 +9,12 @@ use std::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
+    auth::{self, Identity, Role},
     convert::timestamp,
     dispatch::{PullOptions, TaskStream, open_stream},
     error::{Error, Result},
     json::struct_to_json,
+    limits,
     pb::{self, worker_service_server::WorkerService},
     server::AppState,
     spec::OPERATIONS,
@@ -35,8 +37,23 @@ impl WorkerServiceImpl {
         Self { state }
     }
 
-    async fn complete(&self, request: pb::CompleteTaskRequest) -> Result<pb::Task> {
+    /// A worker settles and uploads for the leases it holds, not another worker's.
+    async fn ensure_lease_holder(&self, caller: Option<&Identity>, lease_id: &str) -> Result<()> {
+        let Some(who) = caller.filter(|who| who.is(Role::Worker)) else { return Ok(()) };
+        match tasks::task_of_lease(&self.state.db, lease_id).await? {
+            Some(task) if task.worker_id.as_deref() != Some(who.id.as_str()) => {
+                Err(auth::deny(who, format_args!("use lease {lease_id:?}, which another worker holds")))
+            }
+            // A lease that is not held is answered by the settle itself (FAILED_PRECONDITION, LEASE_NOT_HELD).
+            _ => Ok(()),
+        }
+    }
+
+    async fn complete(&self, request: Request<pb::CompleteTaskRequest>) -> Result<pb::Task> {
+        let caller = auth::caller(&request);
+        let request = request.into_inner();
         require_lease(&request.lease_id)?;
+        self.ensure_lease_holder(caller.as_deref(), &request.lease_id).await?;
         let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
         let state = &self.state;
         let settled = state.completions.complete(&request.lease_id, result).await?;
@@ -48,8 +65,11 @@ impl WorkerServiceImpl {
         Ok(settled.task.into())
     }
 
-    async fn fail(&self, request: pb::FailTaskRequest) -> Result<pb::Task> {
+    async fn fail(&self, request: Request<pb::FailTaskRequest>) -> Result<pb::Task> {
+        let caller = auth::caller(&request);
+        let request = request.into_inner();
         require_lease(&request.lease_id)?;
+        self.ensure_lease_holder(caller.as_deref(), &request.lease_id).await?;
         if request.error.trim().is_empty() {
             return Err(Error::invalid("error", "is required: say what went wrong"));
         }
@@ -71,8 +91,12 @@ impl WorkerServiceImpl {
         Ok(settled.task.into())
     }
 
-    async fn heartbeat(&self, request: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse> {
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<pb::HeartbeatResponse> {
+        let caller = auth::caller(&request);
+        let request = request.into_inner();
         validate_worker_id(&request.worker_id)?;
+        // Leases are extended only for the worker id given, so a worker that may only be itself extends only its own.
+        auth::ensure_worker_id(caller.as_deref(), &request.worker_id)?;
         if request.lease_ids.len() > MAX_LEASES_PER_HEARTBEAT {
             return Err(Error::invalid("lease_ids", format!("must hold at most {MAX_LEASES_PER_HEARTBEAT} leases")));
         }
@@ -97,7 +121,9 @@ impl WorkerServiceImpl {
     }
 
     /// Transport errors of the upload (a client gone, an oversized message) keep their own status.
-    async fn push_trace(&self, mut chunks: Streaming<pb::TraceChunk>) -> Result<pb::PushTraceResponse, Status> {
+    async fn push_trace(&self, request: Request<Streaming<pb::TraceChunk>>) -> Result<pb::PushTraceResponse, Status> {
+        let caller = auth::caller(&request);
+        let mut chunks = request.into_inner();
         let mut writer = self.state.traces.writer();
         // lease id -> (task id, attempt, when the lease was last confirmed). Between checks, a new attempt of the
         // task on this server still stops the upload at once (the trace store knows the current attempt).
@@ -107,6 +133,7 @@ impl WorkerServiceImpl {
                 Some((task_id, attempt, checked)) if checked.elapsed() < LEASE_RECHECK => (task_id.clone(), *attempt),
                 _ => {
                     let (task_id, attempt) = self.lease_task(&chunk.lease_id).await?;
+                    self.ensure_lease_holder(caller.as_deref(), &chunk.lease_id).await?;
                     leases.insert(chunk.lease_id.clone(), (task_id.clone(), attempt, Instant::now()));
                     (task_id, attempt)
                 }
@@ -158,8 +185,11 @@ fn validate_worker_id(worker_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn pull_options(request: pb::PullTasksRequest) -> Result<PullOptions> {
+fn pull_options(state: &AppState, request: Request<pb::PullTasksRequest>) -> Result<PullOptions> {
+    let caller = auth::caller(&request);
+    let request = request.into_inner();
     validate_worker_id(&request.worker_id)?;
+    auth::ensure_worker_id(caller.as_deref(), &request.worker_id)?;
     if let Some(bad) = request.operations.iter().find(|op| !OPERATIONS.contains(&op.as_str())) {
         return Err(Error::invalid(
             "operations",
@@ -177,6 +207,7 @@ fn pull_options(request: pb::PullTasksRequest) -> Result<PullOptions> {
         worker_id: request.worker_id,
         operations: request.operations,
         max_in_flight: max_in_flight as usize,
+        permit: state.streams.acquire(limits::key(caller.as_deref()))?,
     })
 }
 
@@ -189,7 +220,7 @@ impl WorkerService for WorkerServiceImpl {
         &self,
         request: Request<pb::PullTasksRequest>,
     ) -> Result<Response<Self::PullTasksStream>, Status> {
-        let options = pull_options(request.into_inner())?;
+        let options = pull_options(&self.state, request)?;
         Ok(Response::new(open_stream(&self.state.dispatcher, options)?))
     }
 
@@ -198,17 +229,17 @@ impl WorkerService for WorkerServiceImpl {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Ok(Response::new(self.heartbeat(request.into_inner()).await?))
+        Ok(Response::new(self.heartbeat(request).await?))
     }
 
     #[tracing::instrument(skip_all)]
     async fn complete_task(&self, request: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::Task>, Status> {
-        Ok(Response::new(self.complete(request.into_inner()).await?))
+        Ok(Response::new(self.complete(request).await?))
     }
 
     #[tracing::instrument(skip_all)]
     async fn fail_task(&self, request: Request<pb::FailTaskRequest>) -> Result<Response<pb::Task>, Status> {
-        Ok(Response::new(self.fail(request.into_inner()).await?))
+        Ok(Response::new(self.fail(request).await?))
     }
 
     #[tracing::instrument(skip_all)]
@@ -216,6 +247,6 @@ impl WorkerService for WorkerServiceImpl {
         &self,
         request: Request<Streaming<pb::TraceChunk>>,
     ) -> Result<Response<pb::PushTraceResponse>, Status> {
-        self.push_trace(request.into_inner()).await.map(Response::new)
+        self.push_trace(request).await.map(Response::new)
     }
 }

@@ -53,6 +53,9 @@ impl Cluster {
             // Room for the trace scenario's single large file.
             .env("JCT_TRACE_MAX_FILE_BYTES", (8u64 << 30).to_string())
             .env("JCT_TRACE_MAX_TASK_BYTES", (8u64 << 30).to_string())
+            // The bench measures the control plane itself, one client driving it as fast as it goes.
+            .env("JCT_ENQUEUE_RATE", "0")
+            .env("JCT_MAX_STREAMS_PER_IDENTITY", "1000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -22,7 +22,7 @@ pub use cwom::CwomArgs;
 pub use render::Output;
 pub use task::TaskCommand;
 
-use crate::client::ControlTower;
+use crate::client::{ClientTls, ControlTower};
 
 /// How to reach the server, and how to print; accepted before or after the subcommand.
 #[derive(Debug, Clone, Args)]
@@ -36,11 +36,15 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 impl ClientArgs {
     async fn connect(&self) -> anyhow::Result<ControlTower> {
-        let tower = ControlTower::connect(self.server.clone()).await.map_err(|e| Unreachable(e.to_string()))?;
+        let tower = ControlTower::connect_tls(self.server.clone(), &self.tls)
+            .await
+            .map_err(|e| Unreachable(format!("{e:#}")))?;
         Ok(match &self.token {
             Some(token) => tower.with_token(token)?,
             None => tower,

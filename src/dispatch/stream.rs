@@ -8,6 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{Dispatcher, Outbox, Phase, StreamEntry};
+use crate::limits::StreamPermit;
 use crate::{
     convert::{task_document, timestamp},
     error::{Error, Result},
@@ -15,12 +16,14 @@ use crate::{
     store::tasks::{self, ClaimRequest, LeaseLoss},
 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PullOptions {
     pub worker_id: String,
     /// Empty means every operation.
     pub operations: Vec<String>,
     pub max_in_flight: usize,
+    /// Counts the stream against its caller's stream limit until the stream ends.
+    pub permit: StreamPermit,
 }
 
 /// Room in a stream's buffer beyond its assignments, for control messages.

@@ -238,6 +238,17 @@ pub async fn list(
     query.order_by_desc(Column::Id).limit(limit).all(db).await
 }
 
+/// Who created an object: the actor of its `created` entry.
+pub async fn creator(db: &impl ConnectionTrait, entity_kind: &str, entity_id: &str) -> Result<Option<String>, DbErr> {
+    let created = AuditLog::find()
+        .filter(Column::EntityKind.eq(entity_kind))
+        .filter(Column::EntityId.eq(entity_id))
+        .filter(Column::Action.eq(Action::Created.as_str()))
+        .one(db)
+        .await?;
+    Ok(created.map(|entry| entry.actor_id))
+}
+
 /// A position in the audit log, in the order entries become visible: (writing transaction, id).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {

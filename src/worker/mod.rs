@@ -18,18 +18,19 @@ use std::{
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Code, Status,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Code, Status, transport::Endpoint};
 
 pub use exec::ExecHandler;
 pub use handler::{BoxFuture, EchoHandler, Handler, LogSink, NoopHandler, Outcome, TaskContext};
 
 use crate::{
+    client::{self, Authed, BearerToken, ClientTls},
     json::json_to_struct,
     pb::{self, pull_tasks_response::Event, worker_service_client::WorkerServiceClient},
 };
+
+/// The worker's client: every call carries its bearer token.
+type Client = WorkerServiceClient<Authed>;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -39,6 +40,9 @@ pub struct WorkerConfig {
     /// Empty means every operation.
     pub operations: Vec<String>,
     pub shutdown_grace: Duration,
+    /// Sent as a bearer token with every call.
+    pub token: Option<String>,
+    pub tls: ClientTls,
 }
 
 /// Heartbeat period until the server tells us its lease timeout.
@@ -72,15 +76,15 @@ pub fn default_worker_id() -> String {
 
 /// Runs until `shutdown` is cancelled, reconnecting whenever the server goes away.
 pub async fn run(config: WorkerConfig, handler: Arc<dyn Handler>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let endpoint = Endpoint::from_shared(config.server.clone())?
+    let token = BearerToken::new(config.token.as_deref())?;
+    let endpoint = client::endpoint(config.server.clone(), &config.tls)?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
     let mut delay = RECONNECT_MIN;
     loop {
-        let outcome = session(&config, &endpoint, &handler, &shutdown).await;
+        let outcome = session(&config, &endpoint, &token, &handler, &shutdown).await;
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -112,11 +116,12 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 async fn session(
     config: &WorkerConfig,
     endpoint: &Endpoint,
+    token: &BearerToken,
     handler: &Arc<dyn Handler>,
     shutdown: &CancellationToken,
 ) -> Result<(), Status> {
     let channel = endpoint.connect().await.map_err(|e| Status::unavailable(e.to_string()))?;
-    let client = WorkerServiceClient::new(channel);
+    let client = WorkerServiceClient::with_interceptor(channel, token.clone());
     let request = pb::PullTasksRequest {
         worker_id: config.worker_id.clone(),
         operations: config.operations.clone(),
@@ -225,13 +230,7 @@ fn stop_lease(running: &Running, lease_id: &str) -> bool {
 }
 
 /// On shutdown: tell the server to send nothing new, give running tasks the grace period, then stop the rest.
-async fn finish_running(
-    tasks: &mut JoinSet<()>,
-    running: &Running,
-    grace: Duration,
-    client: &WorkerServiceClient<Channel>,
-    worker_id: &str,
-) {
+async fn finish_running(tasks: &mut JoinSet<()>, running: &Running, grace: Duration, client: &Client, worker_id: &str) {
     let held: Vec<String> = running.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
     let request = pb::HeartbeatRequest { worker_id: worker_id.to_owned(), lease_ids: held, draining: true };
     if let Err(status) = client.clone().heartbeat(request).await {
@@ -245,7 +244,7 @@ async fn finish_running(
 }
 
 async fn heartbeat_loop(
-    mut client: WorkerServiceClient<Channel>,
+    mut client: Client,
     worker_id: String,
     running: Running,
     draining: Arc<AtomicBool>,
@@ -279,7 +278,7 @@ async fn heartbeat_loop(
 
 /// Runs one task to its end and settles it; returns its lease id.
 async fn run_task(
-    client: WorkerServiceClient<Channel>,
+    client: Client,
     handler: Arc<dyn Handler>,
     assignment: pb::TaskAssignment,
     cancel: CancellationToken,

@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 
-use crate::{
-    pb::{self, worker_service_client::WorkerServiceClient},
-    trace::LOG_FILE,
-};
+use crate::{pb, trace::LOG_FILE};
 
 /// Largest chunk sent in one message (well under the 4 MiB gRPC default).
 const MAX_CHUNK: usize = 1 << 20;
@@ -26,7 +23,7 @@ struct OpenUpload {
     call: tokio::task::JoinHandle<Result<pb::PushTraceResponse, Status>>,
 }
 
-fn start_upload(client: &WorkerServiceClient<Channel>) -> OpenUpload {
+fn start_upload(client: &super::Client) -> OpenUpload {
     let (chunks, rx) = mpsc::channel(16);
     let mut client = client.clone();
     let call = tokio::spawn(async move { client.push_trace(ReceiverStream::new(rx)).await.map(|r| r.into_inner()) });
@@ -65,7 +62,7 @@ fn transient(status: &Status) -> bool {
 /// The log starts with `header`; a handler that logs nothing gets no log and costs no upload. Returns the bytes
 /// stored, or the reason the log could not be stored.
 pub async fn upload_log(
-    client: WorkerServiceClient<Channel>,
+    client: super::Client,
     lease_id: String,
     header: String,
     mut lines: mpsc::UnboundedReceiver<Vec<u8>>,

@@ -88,6 +88,9 @@ impl TestServer {
         config.policy = Policy::new(["acme/"]);
         config.db_max_connections = 8;
         config.drain_timeout = Duration::from_secs(2);
+        // Load tests enqueue and stream far beyond one caller's production limits; tests of the limits set them.
+        config.limits.enqueue_rate = None;
+        config.limits.max_streams_per_identity = 100_000;
         if let Some(configure) = options.configure {
             configure(&mut config);
         }

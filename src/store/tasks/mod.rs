@@ -64,6 +64,20 @@ pub struct TaskFilter {
     pub requested_by_kind: Option<String>,
     pub target_repo: Option<String>,
     pub worker_id: Option<String>,
+    /// Set by the server for agents, who see only the tasks they requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by_id: Option<String>,
+}
+
+impl TaskFilter {
+    /// Whether a task passes the filter (its status aside, which events judge by the transition).
+    pub fn matches(&self, task: &Model) -> bool {
+        self.operation.as_ref().is_none_or(|o| *o == task.operation)
+            && self.requested_by_kind.as_ref().is_none_or(|k| *k == task.requested_by_kind)
+            && self.requested_by_id.as_ref().is_none_or(|id| *id == task.requested_by_id)
+            && self.target_repo.as_ref().is_none_or(|r| *r == task.target_repo)
+            && self.worker_id.as_ref().is_none_or(|w| Some(w) == task.worker_id.as_ref())
+    }
 }
 
 /// Newest first (ids are UUIDv7, so id order is creation order), starting after `after_id`.
@@ -88,6 +102,9 @@ pub async fn list(
     }
     if let Some(worker) = &filter.worker_id {
         query = query.filter(Column::WorkerId.eq(worker.as_str()));
+    }
+    if let Some(requester) = &filter.requested_by_id {
+        query = query.filter(Column::RequestedById.eq(requester.as_str()));
     }
     if let Some(after) = after_id {
         query = query.filter(Column::Id.lt(after));
