@@ -148,6 +148,9 @@ pub struct ServeArgs {
     /// caller's identity is recorded.
     #[arg(long, env = "JCT_OPERATOR_ID", default_value = "operator")]
     pub operator_id: String,
+    /// Milliseconds between passes of the audit sealer, which chains new audit entries by hash.
+    #[arg(long, env = "JCT_AUDIT_SEAL_INTERVAL_MS", default_value_t = 200)]
+    pub audit_seal_interval_ms: u64,
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
@@ -279,6 +282,8 @@ pub struct ServerConfig {
     pub token_reload_interval: Duration,
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
+    /// How often the sealer chains new audit entries.
+    pub audit_seal_interval: Duration,
 }
 
 impl ServerConfig {
@@ -300,6 +305,7 @@ impl ServerConfig {
             token_reload_interval: Duration::from_secs(2),
             tls: None,
             limits: Limits::default(),
+            audit_seal_interval: Duration::from_millis(200),
         }
     }
 }
@@ -338,6 +344,7 @@ impl From<&ServeArgs> for ServerConfig {
                 _ => None,
             },
             limits: Limits::from(&args.limits),
+            audit_seal_interval: Duration::from_millis(args.audit_seal_interval_ms.max(1)),
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::{
     spec::{Policy, policy::ALLOWED_REPO_PREFIXES_VAR},
     store::{
         audit::Actor,
-        db,
+        audit_chain, db,
         single_server::{self, SqliteServerLock},
     },
     trace::TraceStore,
@@ -70,6 +70,7 @@ pub struct Server {
     database_url: String,
     tls: Option<TlsFiles>,
     token_reload_interval: Duration,
+    audit_seal_interval: Duration,
     /// On SQLite, the lock that keeps a second server off the same database.
     _sqlite_lock: Option<SqliteServerLock>,
 }
@@ -132,6 +133,7 @@ impl Server {
             database_url: config.database_url,
             tls: config.tls,
             token_reload_interval: config.token_reload_interval,
+            audit_seal_interval: config.audit_seal_interval,
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -161,6 +163,7 @@ impl Server {
         let maintenance = spawn_maintenance(state.dispatcher.clone(), loops.clone());
         let listener_loop = spawn_listener(state.dispatcher.clone(), self.database_url.clone(), loops.clone());
         let health_loop = spawn_health_loop(state.db.clone(), health.clone(), health_stop.clone());
+        let sealer = spawn_sealer(state.db.clone(), self.audit_seal_interval, loops.clone());
 
         if let Some(authenticator) = &state.authenticator {
             authenticator.spawn_reloader(self.token_reload_interval, loops.clone());
@@ -211,6 +214,11 @@ impl Server {
         state.dispatcher.drain(self.drain_timeout).await;
         loops.cancel();
         let _ = maintenance.await;
+        let _ = sealer.await;
+        // What the drain wrote is chained before the server goes.
+        if let Err(err) = audit_chain::seal_all(&state.db).await {
+            tracing::warn!(error = %err, "could not seal the last audit entries; the next server start seals them");
+        }
         if let Some(listener_loop) = listener_loop {
             let _ = listener_loop.await;
         }
@@ -242,6 +250,21 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     for service in SERVICES {
         health.set_service_status(service, status).await;
     }
+}
+
+/// Chains new audit entries every `interval` until `stop`.
+fn spawn_sealer(db: DatabaseConnection, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if let Err(err) = audit_chain::seal_all(&db).await {
+                tracing::warn!(error = %err, "audit sealing failed; retrying");
+            }
+        }
+    })
 }
 
 /// SERVING while the database answers, NOT_SERVING while it does not.

@@ -11,6 +11,7 @@ mod m20261121_000003_create_cwom;
 mod m20261121_000004_audit_cursor;
 mod m20261121_000005_scheduled_tasks_index;
 mod m20261121_000006_concurrency_keys;
+mod m20261121_000007_audit_seals;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_audit_cursor::Migration),
             Box::new(m20261121_000005_scheduled_tasks_index::Migration),
             Box::new(m20261121_000006_concurrency_keys::Migration),
+            Box::new(m20261121_000007_audit_seals::Migration),
         ]
     }
 }

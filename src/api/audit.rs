@@ -18,6 +18,7 @@ use crate::{
     spec::timestamp_micros,
     store::{
         audit::{self, Action, Cursor, Filter},
+        audit_chain,
         entity::audit_log::Model as AuditRow,
     },
 };
@@ -167,6 +168,30 @@ impl AuditService for AuditServiceImpl {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListAuditEventsResponse { events: rows.iter().map(event).collect(), next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_audit_chain(
+        &self,
+        _request: Request<pb::VerifyAuditChainRequest>,
+    ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
+        let report = audit_chain::verify(&self.state.db).await.map_err(Error::from)?;
+        if let Some(broken) = &report.broken {
+            tracing::error!(seq = broken.seq, audit_id = broken.audit_id, reason = %broken.reason, "audit chain broken");
+        }
+        let (head_seq, head_hash) = report.head.unwrap_or_default();
+        Ok(Response::new(pb::VerifyAuditChainResponse {
+            intact: report.broken.is_none(),
+            entries_verified: report.verified,
+            entries_unsealed: report.unsealed,
+            head_seq: head_seq as u64,
+            head_hash,
+            first_broken: report.broken.map(|b| pb::BrokenLink {
+                seq: b.seq as u64,
+                audit_id: b.audit_id,
+                reason: b.reason,
+            }),
+        }))
     }
 
     type WatchAuditEventsStream = ReceiverStream<Result<pb::AuditEvent, Status>>;

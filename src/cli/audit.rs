@@ -1,4 +1,4 @@
-//! `control-tower audit list|watch`.
+//! `control-tower audit list|watch|verify`.
 
 use std::io::Write;
 
@@ -26,7 +26,12 @@ pub enum AuditCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// Check the hash chain over the audit log; exits 9 at the first broken link.
+    Verify,
 }
+
+/// Exit code of `audit verify` when the chain is broken.
+pub const CHAIN_BROKEN: i32 = 9;
 
 #[derive(Debug, Clone, Args)]
 pub struct AuditFilterArgs {
@@ -88,6 +93,28 @@ pub async fn run(client: &ClientArgs, command: AuditCommand) -> anyhow::Result<i
                 }
             }
             Ok(0)
+        }
+        AuditCommand::Verify => {
+            let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await?.into_inner();
+            match client.output {
+                Output::Json => render::json(&report)?,
+                Output::Table => {
+                    let verdict = if report.intact { "intact" } else { "BROKEN" };
+                    let mut rows = vec![
+                        vec!["chain".to_owned(), verdict.to_owned()],
+                        vec!["entries verified".to_owned(), report.entries_verified.to_string()],
+                        vec!["entries not sealed yet".to_owned(), report.entries_unsealed.to_string()],
+                        vec!["head".to_owned(), format!("seq {} sha256:{}", report.head_seq, report.head_hash)],
+                    ];
+                    if let Some(broken) = &report.first_broken {
+                        rows.push(vec!["first broken link".to_owned(), format!("seq {}", broken.seq)]);
+                        rows.push(vec!["audit entry".to_owned(), broken.audit_id.to_string()]);
+                        rows.push(vec!["reason".to_owned(), broken.reason.clone()]);
+                    }
+                    render::table(&["AUDIT", "CHAIN"], &rows);
+                }
+            }
+            Ok(if report.intact { 0 } else { CHAIN_BROKEN })
         }
         AuditCommand::Watch { filter, cursor } => {
             let request =

@@ -4,7 +4,7 @@
 //! 0 done; 1 any other error; 2 bad command line; 3 the server refused the input (INVALID_ARGUMENT, a policy
 //! refusal, or a batch with a refused item); 4 NOT_FOUND; 5 a conflict with the current state (ALREADY_EXISTS,
 //! FAILED_PRECONDITION); 6 the server is unreachable or unavailable; 7 UNAUTHENTICATED or PERMISSION_DENIED;
-//! 8 RESOURCE_EXHAUSTED.
+//! 8 RESOURCE_EXHAUSTED; 9 `audit verify` found the audit chain broken.
 
 mod audit;
 mod cwom;

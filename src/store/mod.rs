@@ -4,6 +4,7 @@
 //! `&DatabaseConnection` where they open their own (every state change commits with its audit entry).
 
 pub mod audit;
+pub mod audit_chain;
 pub mod cwom;
 pub mod db;
 pub mod entity;

@@ -85,6 +85,31 @@ export interface WatchAuditEventsRequest {
   cursor: string;
 }
 
+export interface VerifyAuditChainRequest {
+}
+
+export interface VerifyAuditChainResponse {
+  /** No broken link among the sealed entries. */
+  intact: boolean;
+  /** Entries checked, from the first seal up to the first broken link. */
+  entriesVerified: number;
+  /** Entries written but not sealed yet (the sealer runs a moment behind the writers). */
+  entriesUnsealed: number;
+  /** The chain's last seal. Record it elsewhere to detect a rewrite of the whole tail. */
+  headSeq: number;
+  headHash: string;
+  /** Set when the chain is broken. */
+  firstBroken?: BrokenLink | undefined;
+}
+
+export interface BrokenLink {
+  /** The seal that does not hold. */
+  seq: number;
+  /** The audit entry it seals. */
+  auditId: number;
+  reason: string;
+}
+
 function createBaseAuditEvent(): AuditEvent {
   return {
     id: 0,
@@ -831,6 +856,334 @@ export const WatchAuditEventsRequest: MessageFns<WatchAuditEventsRequest> = {
   },
 };
 
+function createBaseVerifyAuditChainRequest(): VerifyAuditChainRequest {
+  return {};
+}
+
+export const VerifyAuditChainRequest: MessageFns<VerifyAuditChainRequest> = {
+  encode(_: VerifyAuditChainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditChainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditChainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): VerifyAuditChainRequest {
+    return {};
+  },
+
+  toJSON(_: VerifyAuditChainRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditChainRequest>, I>>(base?: I): VerifyAuditChainRequest {
+    return VerifyAuditChainRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditChainRequest>, I>>(_: I): VerifyAuditChainRequest {
+    const message = createBaseVerifyAuditChainRequest();
+    return message;
+  },
+};
+
+function createBaseVerifyAuditChainResponse(): VerifyAuditChainResponse {
+  return { intact: false, entriesVerified: 0, entriesUnsealed: 0, headSeq: 0, headHash: "", firstBroken: undefined };
+}
+
+export const VerifyAuditChainResponse: MessageFns<VerifyAuditChainResponse> = {
+  encode(message: VerifyAuditChainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.intact !== false) {
+      writer.uint32(8).bool(message.intact);
+    }
+    if (message.entriesVerified !== 0) {
+      writer.uint32(16).uint64(message.entriesVerified);
+    }
+    if (message.entriesUnsealed !== 0) {
+      writer.uint32(24).uint64(message.entriesUnsealed);
+    }
+    if (message.headSeq !== 0) {
+      writer.uint32(32).uint64(message.headSeq);
+    }
+    if (message.headHash !== "") {
+      writer.uint32(42).string(message.headHash);
+    }
+    if (message.firstBroken !== undefined) {
+      BrokenLink.encode(message.firstBroken, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditChainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditChainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.intact = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.entriesVerified = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.entriesUnsealed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.headSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.headHash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.firstBroken = BrokenLink.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAuditChainResponse {
+    return {
+      intact: isSet(object.intact) ? globalThis.Boolean(object.intact) : false,
+      entriesVerified: isSet(object.entriesVerified)
+        ? globalThis.Number(object.entriesVerified)
+        : isSet(object.entries_verified)
+        ? globalThis.Number(object.entries_verified)
+        : 0,
+      entriesUnsealed: isSet(object.entriesUnsealed)
+        ? globalThis.Number(object.entriesUnsealed)
+        : isSet(object.entries_unsealed)
+        ? globalThis.Number(object.entries_unsealed)
+        : 0,
+      headSeq: isSet(object.headSeq)
+        ? globalThis.Number(object.headSeq)
+        : isSet(object.head_seq)
+        ? globalThis.Number(object.head_seq)
+        : 0,
+      headHash: isSet(object.headHash)
+        ? globalThis.String(object.headHash)
+        : isSet(object.head_hash)
+        ? globalThis.String(object.head_hash)
+        : "",
+      firstBroken: isSet(object.firstBroken)
+        ? BrokenLink.fromJSON(object.firstBroken)
+        : isSet(object.first_broken)
+        ? BrokenLink.fromJSON(object.first_broken)
+        : undefined,
+    };
+  },
+
+  toJSON(message: VerifyAuditChainResponse): unknown {
+    const obj: any = {};
+    if (message.intact !== false) {
+      obj.intact = message.intact;
+    }
+    if (message.entriesVerified !== 0) {
+      obj.entriesVerified = Math.round(message.entriesVerified);
+    }
+    if (message.entriesUnsealed !== 0) {
+      obj.entriesUnsealed = Math.round(message.entriesUnsealed);
+    }
+    if (message.headSeq !== 0) {
+      obj.headSeq = Math.round(message.headSeq);
+    }
+    if (message.headHash !== "") {
+      obj.headHash = message.headHash;
+    }
+    if (message.firstBroken !== undefined) {
+      obj.firstBroken = BrokenLink.toJSON(message.firstBroken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditChainResponse>, I>>(base?: I): VerifyAuditChainResponse {
+    return VerifyAuditChainResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditChainResponse>, I>>(object: I): VerifyAuditChainResponse {
+    const message = createBaseVerifyAuditChainResponse();
+    message.intact = object.intact ?? false;
+    message.entriesVerified = object.entriesVerified ?? 0;
+    message.entriesUnsealed = object.entriesUnsealed ?? 0;
+    message.headSeq = object.headSeq ?? 0;
+    message.headHash = object.headHash ?? "";
+    message.firstBroken = (object.firstBroken !== undefined && object.firstBroken !== null)
+      ? BrokenLink.fromPartial(object.firstBroken)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBrokenLink(): BrokenLink {
+  return { seq: 0, auditId: 0, reason: "" };
+}
+
+export const BrokenLink: MessageFns<BrokenLink> = {
+  encode(message: BrokenLink, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.auditId !== 0) {
+      writer.uint32(16).int64(message.auditId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BrokenLink {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBrokenLink();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.auditId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BrokenLink {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      auditId: isSet(object.auditId)
+        ? globalThis.Number(object.auditId)
+        : isSet(object.audit_id)
+        ? globalThis.Number(object.audit_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: BrokenLink): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.auditId !== 0) {
+      obj.auditId = Math.round(message.auditId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BrokenLink>, I>>(base?: I): BrokenLink {
+    return BrokenLink.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BrokenLink>, I>>(object: I): BrokenLink {
+    const message = createBaseBrokenLink();
+    message.seq = object.seq ?? 0;
+    message.auditId = object.auditId ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 /**
  * AuditService reads the append-only audit log: one entry for every change of a task or a CWOM object, written in
  * the same transaction as the change. No RPC changes or deletes an entry.
@@ -863,6 +1216,21 @@ export const AuditServiceService = {
     responseSerialize: (value: AuditEvent): Buffer => Buffer.from(AuditEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuditEvent => AuditEvent.decode(value),
   },
+  /**
+   * Recomputes the hash chain over the sealed entries and reports the first broken link: an entry edited or
+   * deleted behind the server's back, or a seal removed.
+   */
+  verifyAuditChain: {
+    path: "/controltower.v1.AuditService/VerifyAuditChain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyAuditChainRequest): Buffer =>
+      Buffer.from(VerifyAuditChainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyAuditChainRequest => VerifyAuditChainRequest.decode(value),
+    responseSerialize: (value: VerifyAuditChainResponse): Buffer =>
+      Buffer.from(VerifyAuditChainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyAuditChainResponse => VerifyAuditChainResponse.decode(value),
+  },
 } as const;
 
 export interface AuditServiceServer extends UntypedServiceImplementation {
@@ -873,6 +1241,11 @@ export interface AuditServiceServer extends UntypedServiceImplementation {
    * missed and nothing repeated.
    */
   watchAuditEvents: handleServerStreamingCall<WatchAuditEventsRequest, AuditEvent>;
+  /**
+   * Recomputes the hash chain over the sealed entries and reports the first broken link: an entry edited or
+   * deleted behind the server's back, or a seal removed.
+   */
+  verifyAuditChain: handleUnaryCall<VerifyAuditChainRequest, VerifyAuditChainResponse>;
 }
 
 export interface AuditServiceClient extends Client {
@@ -902,6 +1275,25 @@ export interface AuditServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<AuditEvent>;
+  /**
+   * Recomputes the hash chain over the sealed entries and reports the first broken link: an entry edited or
+   * deleted behind the server's back, or a seal removed.
+   */
+  verifyAuditChain(
+    request: VerifyAuditChainRequest,
+    callback: (error: ServiceError | null, response: VerifyAuditChainResponse) => void,
+  ): ClientUnaryCall;
+  verifyAuditChain(
+    request: VerifyAuditChainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyAuditChainResponse) => void,
+  ): ClientUnaryCall;
+  verifyAuditChain(
+    request: VerifyAuditChainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyAuditChainResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AuditServiceClient = makeGenericClientConstructor(

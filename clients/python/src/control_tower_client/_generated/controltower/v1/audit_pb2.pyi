@@ -81,3 +81,33 @@ class WatchAuditEventsRequest(_message.Message):
     filter: AuditFilter
     cursor: str
     def __init__(self, filter: _Optional[_Union[AuditFilter, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class VerifyAuditChainRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditChainResponse(_message.Message):
+    __slots__ = ("intact", "entries_verified", "entries_unsealed", "head_seq", "head_hash", "first_broken")
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_UNSEALED_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BROKEN_FIELD_NUMBER: _ClassVar[int]
+    intact: bool
+    entries_verified: int
+    entries_unsealed: int
+    head_seq: int
+    head_hash: str
+    first_broken: BrokenLink
+    def __init__(self, intact: _Optional[bool] = ..., entries_verified: _Optional[int] = ..., entries_unsealed: _Optional[int] = ..., head_seq: _Optional[int] = ..., head_hash: _Optional[str] = ..., first_broken: _Optional[_Union[BrokenLink, _Mapping]] = ...) -> None: ...
+
+class BrokenLink(_message.Message):
+    __slots__ = ("seq", "audit_id", "reason")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    audit_id: int
+    reason: str
+    def __init__(self, seq: _Optional[int] = ..., audit_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

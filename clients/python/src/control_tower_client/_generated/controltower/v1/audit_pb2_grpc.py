@@ -46,6 +46,11 @@ class AuditServiceStub:
                 request_serializer=controltower_dot_v1_dot_audit__pb2.WatchAuditEventsRequest.SerializeToString,
                 response_deserializer=controltower_dot_v1_dot_audit__pb2.AuditEvent.FromString,
                 _registered_method=True)
+        self.VerifyAuditChain = channel.unary_unary(
+                '/controltower.v1.AuditService/VerifyAuditChain',
+                request_serializer=controltower_dot_v1_dot_audit__pb2.VerifyAuditChainRequest.SerializeToString,
+                response_deserializer=controltower_dot_v1_dot_audit__pb2.VerifyAuditChainResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -68,6 +73,14 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyAuditChain(self, request, context):
+        """Recomputes the hash chain over the sealed entries and reports the first broken link: an entry edited or
+        deleted behind the server's back, or a seal removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +93,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.WatchAuditEvents,
                     request_deserializer=controltower_dot_v1_dot_audit__pb2.WatchAuditEventsRequest.FromString,
                     response_serializer=controltower_dot_v1_dot_audit__pb2.AuditEvent.SerializeToString,
+            ),
+            'VerifyAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAuditChain,
+                    request_deserializer=controltower_dot_v1_dot_audit__pb2.VerifyAuditChainRequest.FromString,
+                    response_serializer=controltower_dot_v1_dot_audit__pb2.VerifyAuditChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +156,33 @@ class AuditService:
             '/controltower.v1.AuditService/WatchAuditEvents',
             controltower_dot_v1_dot_audit__pb2.WatchAuditEventsRequest.SerializeToString,
             controltower_dot_v1_dot_audit__pb2.AuditEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/controltower.v1.AuditService/VerifyAuditChain',
+            controltower_dot_v1_dot_audit__pb2.VerifyAuditChainRequest.SerializeToString,
+            controltower_dot_v1_dot_audit__pb2.VerifyAuditChainResponse.FromString,
             options,
             channel_credentials,
             insecure,
