@@ -148,6 +148,9 @@ pub struct ServeArgs {
     /// caller's identity is recorded.
     #[arg(long, env = "JCT_OPERATOR_ID", default_value = "operator")]
     pub operator_id: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off when absent.
+    #[arg(long, env = "JCT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Milliseconds between passes of the audit sealer, which chains new audit entries by hash.
     #[arg(long, env = "JCT_AUDIT_SEAL_INTERVAL_MS", default_value_t = 200)]
     pub audit_seal_interval_ms: u64,
@@ -284,6 +287,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How often the sealer chains new audit entries.
     pub audit_seal_interval: Duration,
+    /// Where to serve /metrics; off when `None`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -306,6 +311,7 @@ impl ServerConfig {
             tls: None,
             limits: Limits::default(),
             audit_seal_interval: Duration::from_millis(200),
+            metrics_addr: None,
         }
     }
 }
@@ -345,6 +351,7 @@ impl From<&ServeArgs> for ServerConfig {
             },
             limits: Limits::from(&args.limits),
             audit_seal_interval: Duration::from_millis(args.audit_seal_interval_ms.max(1)),
+            metrics_addr: args.metrics_addr,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod dispatch;
 pub mod error;
 pub mod json;
 pub mod limits;
+pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod shutdown;

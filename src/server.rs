@@ -17,6 +17,7 @@ use crate::{
     config::{Limits, ServerConfig, TlsFiles},
     dispatch::{Completions, Dispatcher, spawn_listener, spawn_maintenance},
     limits::{EnqueueLimiter, StreamQuota},
+    metrics::{self, RpcMetricsLayer},
     pb::{
         self, audit_service_server::AuditServiceServer, cwom_service_server::CwomServiceServer,
         task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
@@ -51,6 +52,8 @@ pub struct AppState {
     pub streams: StreamQuota,
     /// Enqueue rate per identity; `None` when unlimited.
     pub enqueue_limiter: Option<EnqueueLimiter>,
+    /// Where /metrics is served, when it is.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Services whose health is reported besides the server as a whole ("").
@@ -71,6 +74,7 @@ pub struct Server {
     tls: Option<TlsFiles>,
     token_reload_interval: Duration,
     audit_seal_interval: Duration,
+    metrics_listener: Option<TcpListener>,
     /// On SQLite, the lock that keeps a second server off the same database.
     _sqlite_lock: Option<SqliteServerLock>,
 }
@@ -106,6 +110,12 @@ impl Server {
             tracing::warn!("auth is off: any caller that reaches the server may do anything");
             None
         };
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.with_context(|| format!("could not listen for metrics on {addr}"))?)
+            }
+            None => None,
+        };
         let dispatcher = Dispatcher::new(db.clone(), clock.clone(), traces.clone(), config.dispatch.clone());
         let completions = Completions::spawn(db.clone(), clock.clone());
         let state = Arc::new(AppState {
@@ -125,6 +135,7 @@ impl Server {
                 .enqueue_rate
                 .map(|rate| EnqueueLimiter::new(rate, config.limits.enqueue_burst)),
             limits: config.limits,
+            metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
         });
         Ok(Self {
             state,
@@ -134,6 +145,7 @@ impl Server {
             tls: config.tls,
             token_reload_interval: config.token_reload_interval,
             audit_seal_interval: config.audit_seal_interval,
+            metrics_listener,
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -165,6 +177,9 @@ impl Server {
         let health_loop = spawn_health_loop(state.db.clone(), health.clone(), health_stop.clone());
         let sealer = spawn_sealer(state.db.clone(), self.audit_seal_interval, loops.clone());
 
+        if let Some(listener) = self.metrics_listener {
+            metrics::spawn_exporter(listener, state.clone(), loops.clone());
+        }
         if let Some(authenticator) = &state.authenticator {
             authenticator.spawn_reloader(self.token_reload_interval, loops.clone());
         }
@@ -179,6 +194,7 @@ impl Server {
         }
         let max = state.limits.max_message_bytes;
         let router = builder
+            .layer(RpcMetricsLayer)
             .layer(AuthLayer::new(state.authenticator.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -15,6 +15,7 @@ use crate::{
     error::{Error, Result},
     json::struct_to_json,
     limits,
+    metrics::{self, ReasonLabels},
     pb::{self, worker_service_server::WorkerService},
     server::AppState,
     spec::OPERATIONS,
@@ -83,6 +84,7 @@ impl WorkerServiceImpl {
             tracing::info!(task_id = %task.id, trace_id = %task.trace_id, status = task.status.as_str(), "task failed");
             state.dispatcher.lease_ended(&request.lease_id);
             if task.status == TaskStatus::Queued {
+                metrics::global().retries.get_or_create(&ReasonLabels { reason: "failure" }).inc();
                 state.dispatcher.work_available(task.run_after);
             } else {
                 state.dispatcher.record_outcome(task).await;

@@ -60,6 +60,7 @@ impl Dispatcher {
     pub async fn reap_expired(&self) -> Result<usize> {
         let now = self.clock.now();
         let changed = tasks::take_back_leases(&self.db, now, LeaseLoss::Expired, &[]).await?;
+        crate::metrics::global().lease_expiries.inc_by(changed.len() as u64);
         for task in &changed {
             tracing::warn!(task_id = %task.id, worker_id = ?task.worker_id, status = task.status.as_str(), "lease expired");
             if let Some(lease_id) = &task.lease_id {

@@ -27,6 +27,7 @@ use tonic::Status;
 
 use sea_orm::TransactionTrait;
 
+use crate::metrics::ReasonLabels;
 use crate::{
     clock::{Micros, SharedClock, duration_micros},
     convert::output_document,
@@ -312,7 +313,12 @@ impl Dispatcher {
 
     /// After leases were taken back: requeued tasks are claimable again, failed ones get their `output.json`.
     async fn taken_back(&self, changed: &[TaskRow], now: Micros) {
-        if changed.iter().any(|t| !t.status.is_terminal()) {
+        let requeued = changed.iter().filter(|t| !t.status.is_terminal()).count();
+        if requeued > 0 {
+            crate::metrics::global()
+                .retries
+                .get_or_create(&ReasonLabels { reason: "lease_lost" })
+                .inc_by(requeued as u64);
             self.work_available(now);
         }
         for task in changed.iter().filter(|t| t.status.is_terminal()) {

@@ -8,13 +8,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{Dispatcher, Outbox, Phase, StreamEntry};
-use crate::limits::StreamPermit;
 use crate::{
     convert::{task_document, timestamp},
     error::{Error, Result},
     pb::{self, pull_tasks_response::Event},
     store::tasks::{self, ClaimRequest, LeaseLoss},
 };
+use crate::{limits::StreamPermit, metrics};
 
 #[derive(Debug)]
 pub struct PullOptions {
@@ -163,6 +163,9 @@ async fn claim_and_push(
         if outbox.send(Ok(message)).await.is_err() {
             return Ok(Pushed::WorkerGone);
         }
+        let due = row.queued_at.max(row.run_after);
+        let waited = dispatcher.clock.now().saturating_sub(due).max(0);
+        metrics::global().dispatch_latency.observe(waited as f64 / 1e6);
     }
     Ok(Pushed::Sent { count: claimed.len(), more: capped > 0 })
 }
