@@ -1,5 +1,7 @@
 //! /metrics on its own port: the queue by status and operation, dispatch latency, streams, retries, RPC latency by
 //! method and code, and the database pool, as a Prometheus scraper reads them.
+//!
+//! Counters belong to the process, so this file holds one test: no other test's calls are counted with its own.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! RPC latency by method and status code, measured in front of every service.
+//! In front of every service: a span per RPC carrying the method and the caller's trace id (so every log line of
+//! the call has them), and the RPC's latency by method and status code.
 
 use std::{
     collections::HashSet,
@@ -10,6 +11,7 @@ use std::{
 };
 
 use prost::Message;
+use tracing::Instrument;
 
 use tonic::{body::Body, codegen::http};
 use tower_layer::Layer;
@@ -54,6 +56,15 @@ fn known_method(path: &str) -> String {
     if known.contains(method) { method.to_owned() } else { "unknown".to_owned() }
 }
 
+/// The trace id the request carries, as the handlers will read it (see `api::metadata`).
+fn request_trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header(crate::api::metadata::TRACE_ID_HEADER) {
+        Some(id) => Some(id.trim().chars().take(128).collect()),
+        None => header(crate::api::metadata::TRACEPARENT_HEADER).and_then(crate::api::metadata::traceparent_trace_id),
+    }
+}
+
 /// The code as gRPC names it (`OK`, `InvalidArgument`, ...).
 fn code_name(code: tonic::Code) -> String {
     match code {
@@ -79,23 +90,28 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = known_method(request.uri().path());
+        let trace_id = request_trace_id(request.headers());
+        let span = tracing::info_span!("rpc", method = %method, trace_id = trace_id.as_deref().unwrap_or_default());
         let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            // An error answered before any message travels in the headers ("trailers-only"); otherwise the call
-            // has started well, and its final status follows in the trailers.
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .map_or(tonic::Code::Ok, tonic::Code::from);
-            global()
-                .rpc_duration
-                .get_or_create(&RpcLabels { method, code: code_name(code) })
-                .observe(started.elapsed().as_secs_f64());
-            Ok(response)
-        })
+        let response = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let response = response.await?;
+                // An error answered before any message travels in the headers ("trailers-only"); otherwise the call
+                // has started well, and its final status follows in the trailers.
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from);
+                global()
+                    .rpc_duration
+                    .get_or_create(&RpcLabels { method, code: code_name(code) })
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
 }

@@ -19,6 +19,7 @@ use std::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, transport::Endpoint};
+use tracing::Instrument;
 
 pub use exec::ExecHandler;
 pub use handler::{BoxFuture, EchoHandler, Handler, LogSink, NoopHandler, Outcome, TaskContext};
@@ -277,7 +278,22 @@ async fn heartbeat_loop(
 }
 
 /// Runs one task to its end and settles it; returns its lease id.
+/// Runs one task inside a span carrying its task id and trace id, so that every log line about it (JSON logs
+/// included) can be found by either.
 async fn run_task(
+    client: Client,
+    handler: Arc<dyn Handler>,
+    assignment: pb::TaskAssignment,
+    cancel: CancellationToken,
+    worker_id: String,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> String {
+    let (task_id, trace_id) = assignment.task.as_ref().map(|t| (t.id.clone(), t.trace_id.clone())).unwrap_or_default();
+    let span = tracing::info_span!("task", task_id = %task_id, trace_id = %trace_id, attempt = assignment.attempt);
+    run_task_in_span(client, handler, assignment, cancel, worker_id, slots).instrument(span).await
+}
+
+async fn run_task_in_span(
     client: Client,
     handler: Arc<dyn Handler>,
     assignment: pb::TaskAssignment,
@@ -295,6 +311,7 @@ async fn run_task(
         _ = cancel.cancelled() => return lease_id,
     };
     let task_id = task.id.clone();
+    let trace_id = task.trace_id.clone();
     let (log, lines) = LogSink::new();
     let header = format!("[control-tower] task {task_id} attempt {} on worker {worker_id}", assignment.attempt);
     let upload = tokio::spawn(upload::upload_log(client.clone(), lease_id.clone(), header, lines));
@@ -327,7 +344,7 @@ async fn run_task(
             let request = pb::CompleteTaskRequest { lease_id: lease_id.clone(), result: Some(json_to_struct(&result)) };
             settle(|| {
                 let mut client = client.clone();
-                let request = request.clone();
+                let request = with_trace_id(request.clone(), &trace_id);
                 async move { client.complete_task(request).await }
             })
             .await
@@ -336,7 +353,7 @@ async fn run_task(
             let request = pb::FailTaskRequest { lease_id: lease_id.clone(), error, retryable };
             settle(|| {
                 let mut client = client.clone();
-                let request = request.clone();
+                let request = with_trace_id(request.clone(), &trace_id);
                 async move { client.fail_task(request).await }
             })
             .await
@@ -347,6 +364,15 @@ async fn run_task(
         Err(status) => tracing::warn!(task_id = %task_id, %status, "the task could not be settled"),
     }
     lease_id
+}
+
+/// A request carrying the task's trace id, so the server files its side of the call under the same trace.
+fn with_trace_id<T>(message: T, trace_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = trace_id.parse() {
+        request.metadata_mut().insert("x-trace-id", value);
+    }
+    request
 }
 
 /// Calls a settle RPC, retrying transient failures (the server restarting, a broken connection) until the
