@@ -40,14 +40,12 @@ impl WorkerServiceImpl {
 
     /// A worker settles and uploads for the leases it holds, not another worker's.
     async fn ensure_lease_holder(&self, caller: Option<&Identity>, lease_id: &str) -> Result<()> {
-        let Some(who) = caller.filter(|who| who.is(Role::Worker)) else { return Ok(()) };
-        match tasks::task_of_lease(&self.state.db, lease_id).await? {
-            Some(task) if task.worker_id.as_deref() != Some(who.id.as_str()) => {
-                Err(auth::deny(who, format_args!("use lease {lease_id:?}, which another worker holds")))
-            }
-            // A lease that is not held is answered by the settle itself (FAILED_PRECONDITION, LEASE_NOT_HELD).
-            _ => Ok(()),
+        if caller.is_none_or(|who| !who.is(Role::Worker)) {
+            return Ok(());
         }
+        // A lease that is not held is answered by the settle itself (FAILED_PRECONDITION, LEASE_NOT_HELD).
+        let holder = tasks::task_of_lease(&self.state.db, lease_id).await?.and_then(|task| task.worker_id);
+        ensure_holder(caller, lease_id, holder.as_deref())
     }
 
     async fn complete(&self, request: Request<pb::CompleteTaskRequest>) -> Result<pb::Task> {
@@ -134,8 +132,8 @@ impl WorkerServiceImpl {
             let (task_id, attempt) = match leases.get(&chunk.lease_id) {
                 Some((task_id, attempt, checked)) if checked.elapsed() < LEASE_RECHECK => (task_id.clone(), *attempt),
                 _ => {
-                    let (task_id, attempt) = self.lease_task(&chunk.lease_id).await?;
-                    self.ensure_lease_holder(caller.as_deref(), &chunk.lease_id).await?;
+                    let (task_id, attempt, holder) = self.lease_task(&chunk.lease_id).await?;
+                    ensure_holder(caller.as_deref(), &chunk.lease_id, holder.as_deref())?;
                     leases.insert(chunk.lease_id.clone(), (task_id.clone(), attempt, Instant::now()));
                     (task_id, attempt)
                 }
@@ -157,15 +155,25 @@ impl WorkerServiceImpl {
     }
 
     /// The task a trace upload may write to: the lease must be running it, or be the lease that ended it.
-    async fn lease_task(&self, lease_id: &str) -> Result<(String, i32)> {
+    async fn lease_task(&self, lease_id: &str) -> Result<(String, i32, Option<String>)> {
         require_lease(lease_id)?;
         match tasks::task_of_lease(&self.state.db, lease_id).await? {
-            Some(task) => Ok((task.id, task.attempt)),
+            Some(task) => Ok((task.id, task.attempt, task.worker_id)),
             None => Err(Error::precondition(
                 "LEASE_NOT_HELD",
                 format!("lease_id: lease '{lease_id}' is not held (it expired, was released, or never existed)"),
             )),
         }
+    }
+}
+
+/// Refuses a worker identity using a lease that another worker holds.
+fn ensure_holder(caller: Option<&Identity>, lease_id: &str, holder: Option<&str>) -> Result<()> {
+    match caller {
+        Some(who) if who.is(Role::Worker) && holder.is_some_and(|h| h != who.id) => {
+            Err(auth::deny(who, format_args!("use lease {lease_id:?}, which another worker holds")))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -270,16 +270,16 @@ impl Cursor {
         Some(Self { txid: txid.parse().ok()?, id: id.parse().ok()? })
     }
 
-    fn after(self) -> Condition {
-        Condition::any()
-            .add(Column::Txid.gt(self.txid))
-            .add(Condition::all().add(Column::Txid.eq(self.txid)).add(Column::Id.gt(self.id)))
-    }
-
-    fn at_or_before(self) -> Condition {
-        Condition::any()
-            .add(Column::Txid.lt(self.txid))
-            .add(Condition::all().add(Column::Txid.eq(self.txid)).add(Column::Id.lte(self.id)))
+    /// Entries after `self` up to and including `head`, as a range the index can serve. On PostgreSQL a row
+    /// comparison over the (txid, id) index; on SQLite, where txid is always 0, a range of the primary key (a
+    /// condition on txid there would make every pass read the whole log).
+    fn range_to(self, head: Cursor, backend: DatabaseBackend) -> Condition {
+        match backend {
+            DatabaseBackend::Postgres => Condition::all()
+                .add(Expr::cust(format!("(txid, id) > ({}, {})", self.txid, self.id)))
+                .add(Expr::cust(format!("(txid, id) <= ({}, {})", head.txid, head.id))),
+            _ => Condition::all().add(Column::Id.gt(self.id)).add(Column::Id.lte(head.id)),
+        }
     }
 }
 
@@ -317,15 +317,12 @@ pub async fn tail(
     if head <= cursor {
         return Ok((Vec::new(), cursor));
     }
-    let rows = AuditLog::find()
-        .filter(cursor.after())
-        .filter(head.at_or_before())
-        .filter(filter.condition())
-        .order_by_asc(Column::Txid)
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?;
+    let backend = db.get_database_backend();
+    let mut query = AuditLog::find().filter(cursor.range_to(head, backend)).filter(filter.condition());
+    if backend == DatabaseBackend::Postgres {
+        query = query.order_by_asc(Column::Txid);
+    }
+    let rows = query.order_by_asc(Column::Id).limit(limit).all(db).await?;
     let next = if rows.len() as u64 == limit { rows.last().map(Cursor::of).unwrap_or(head) } else { head };
     Ok((rows, next))
 }
