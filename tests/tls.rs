@@ -131,3 +131,39 @@ async fn a_worker_process_runs_tasks_over_mutual_tls_with_its_token() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_mutual_tls_a_certificate_can_be_the_identity() {
+    let pki = Pki::new();
+    let files = pki.server_files(true);
+    // The client certificate carries the name worker-1; no token is involved.
+    let server = TestServer::configured(move |config| {
+        config.tls = Some(files);
+        config.tokens.inline = Some("worker worker-1 cert".into());
+    })
+    .await;
+    let tower = ControlTower::connect_tls(https(&server), &pki.client(true)).await.unwrap();
+    let pull = |worker_id: &str| {
+        let request = pb::PullTasksRequest { worker_id: worker_id.into(), operations: vec![], max_in_flight: 1 };
+        let mut workers = tower.workers();
+        async move { workers.pull_tasks(request).await.map(|_| ()).map_err(|s| s.code()) }
+    };
+    assert_eq!(pull("worker-1").await, Ok(()), "the certificate's name is the worker's identity");
+    assert_eq!(pull("worker-2").await, Err(tonic::Code::PermissionDenied), "and only that identity");
+    let list = tower.tasks().list_tasks(pb::ListTasksRequest::default()).await.unwrap_err();
+    assert_eq!(list.code(), tonic::Code::PermissionDenied, "a worker identity reads no tasks");
+    server.stop().await;
+
+    // A certificate whose names are not in the table gets nowhere.
+    let files = pki.server_files(true);
+    let server = TestServer::configured(move |config| {
+        config.tls = Some(files);
+        config.tokens.inline = Some("worker someone-else cert".into());
+    })
+    .await;
+    let tower = ControlTower::connect_tls(https(&server), &pki.client(true)).await.unwrap();
+    let refused = tower.tasks().list_tasks(pb::ListTasksRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(refused.message().contains("worker-1"), "{}", refused.message());
+    server.stop().await;
+}

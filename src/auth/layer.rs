@@ -7,7 +7,12 @@ use std::{
     task::{Context, Poll},
 };
 
-use tonic::{Status, body::Body, codegen::http};
+use tonic::{
+    Status,
+    body::Body,
+    codegen::http,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -76,17 +81,46 @@ fn admit<B>(authenticator: &Authenticator, request: &http::Request<B>) -> Result
     if access == rules::Access::Public {
         return Ok(None);
     }
-    let token = bearer_token(request.headers()).ok_or_else(|| {
-        Status::unauthenticated("authorization: this server needs the metadata `authorization: Bearer <token>`")
-    })?;
-    let identity = authenticator
-        .authenticate(token)
-        .ok_or_else(|| Status::unauthenticated("authorization: the bearer token is not recognised"))?;
+    let identity = match bearer_token(request.headers()) {
+        Some(token) => authenticator
+            .authenticate(token)
+            .ok_or_else(|| Status::unauthenticated("authorization: the bearer token is not recognised"))?,
+        None => match client_certificate_names(request) {
+            Some(names) => authenticator.authenticate_certificate(&names).ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "the client certificate's names ({}) are not in the token table",
+                    names.join(", ")
+                ))
+            })?,
+            None => {
+                return Err(Status::unauthenticated(
+                    "authorization: this server needs the metadata `authorization: Bearer <token>`",
+                ));
+            }
+        },
+    };
     if !access.admits(identity.role) {
         let method = path.trim_start_matches('/');
         return Err(Status::permission_denied(format!("{} {:?} may not call {method}", identity.role, identity.id)));
     }
     Ok(Some(identity))
+}
+
+/// The common names and DNS names of the client's certificate, when it connected with mutual TLS.
+fn client_certificate_names<B>(request: &http::Request<B>) -> Option<Vec<String>> {
+    let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let certificates = info.peer_certs()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(certificates.first()?.as_ref()).ok()?;
+    let mut names: Vec<String> =
+        certificate.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_owned).collect();
+    if let Ok(Some(san)) = certificate.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                names.push((*dns).to_owned());
+            }
+        }
+    }
+    (!names.is_empty()).then_some(names)
 }
 
 fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {

@@ -9,6 +9,9 @@
 //! agent      planner-1     sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
 //! ```
 //!
+//! With mutual TLS, a line may name `cert` instead of a hash: the identity then authenticates with a client
+//! certificate whose subject common name or a DNS subject alternative name is the identity (`worker worker-1 cert`).
+//!
 //! `control-tower auth new-token --role agent --id planner-1` makes a token and its line. A file is read again
 //! whenever it changes, so tokens are added and revoked without a restart; a file that no longer parses is refused
 //! and the previous table stays in force.
@@ -26,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Identity, Role};
 
 const HASH_PREFIX: &str = "sha256:";
+/// In place of a hash: the identity authenticates with a client certificate.
+const CERTIFICATE: &str = "cert";
 const MAX_IDENTITY_CHARS: usize = 128;
 
 /// The hex SHA-256 of a token, as the table holds it.
@@ -52,16 +57,18 @@ pub fn validate_identity(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Identities by token hash.
+/// Identities by token hash, and those that authenticate with a client certificate.
 #[derive(Debug, Default, Clone)]
 pub struct TokenTable {
     by_hash: HashMap<String, Arc<Identity>>,
+    by_certificate: HashMap<String, Arc<Identity>>,
 }
 
 impl TokenTable {
     /// Parses the table; an error names the line and what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut by_hash = HashMap::new();
+        let mut by_certificate = HashMap::new();
         let mut ids: HashMap<String, usize> = HashMap::new();
         for (index, raw) in text.lines().flat_map(|l| l.split(';')).enumerate() {
             let line = raw.split('#').next().unwrap_or_default().trim();
@@ -71,36 +78,48 @@ impl TokenTable {
             let at = || format!("token table entry {}", index + 1);
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [role, id, hash] = fields[..] else {
-                return Err(format!("{}: expected `ROLE IDENTITY sha256:HEX`, got {line:?}", at()));
+                return Err(format!(
+                    "{}: expected `ROLE IDENTITY sha256:HEX` or `ROLE IDENTITY cert`, got {line:?}",
+                    at()
+                ));
             };
             let role = Role::parse(role)
                 .ok_or_else(|| format!("{}: unknown role {role:?} (operator, agent, worker, viewer)", at()))?;
             validate_identity(id).map_err(|e| format!("{}: {e}", at()))?;
-            let hex = hash.strip_prefix(HASH_PREFIX).unwrap_or_default().to_ascii_lowercase();
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("{}: the token hash must be sha256: and 64 hex digits", at()));
-            }
             if let Some(previous) = ids.insert(id.to_owned(), index + 1) {
                 return Err(format!("{}: identity {id:?} is already on entry {previous}", at()));
             }
             let identity = Arc::new(Identity { id: id.to_owned(), role });
+            if hash == CERTIFICATE {
+                by_certificate.insert(id.to_owned(), identity);
+                continue;
+            }
+            let hex = hash.strip_prefix(HASH_PREFIX).unwrap_or_default().to_ascii_lowercase();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("{}: the token hash must be sha256: and 64 hex digits, or `cert`", at()));
+            }
             if by_hash.insert(hex, identity).is_some() {
                 return Err(format!("{}: the same token is listed twice", at()));
             }
         }
-        Ok(Self { by_hash })
+        Ok(Self { by_hash, by_certificate })
     }
 
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.by_hash.len() + self.by_certificate.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.len() == 0
     }
 
     pub fn authenticate(&self, token: &str) -> Option<Arc<Identity>> {
         self.by_hash.get(&hash_token(token)).cloned()
+    }
+
+    /// The identity of a client certificate, given the names it carries (its common name and DNS names).
+    pub fn authenticate_certificate(&self, names: &[String]) -> Option<Arc<Identity>> {
+        names.iter().find_map(|name| self.by_certificate.get(name).cloned())
     }
 }
 
@@ -146,6 +165,11 @@ impl Authenticator {
     pub fn authenticate(&self, token: &str) -> Option<Arc<Identity>> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
         table.authenticate(token)
+    }
+
+    pub fn authenticate_certificate(&self, names: &[String]) -> Option<Arc<Identity>> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        table.authenticate_certificate(names)
     }
 
     pub fn identities(&self) -> usize {
@@ -219,5 +243,16 @@ mod tests {
         }
         let twice = format!("{}{}", line("agent", "a", "t1"), line("viewer", "a", "t2"));
         assert!(TokenTable::parse(&twice).unwrap_err().contains("already"));
+    }
+
+    #[test]
+    fn a_certificate_identity_matches_one_of_the_certificate_names() {
+        let error = TokenTable::parse("worker worker-1 cert\nviewer dash sha256:").unwrap_err();
+        assert!(error.contains("entry 2"), "{error}");
+        let table = TokenTable::parse("worker worker-1 cert").unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(table.authenticate_certificate(&names(&["host.example", "worker-1"])).unwrap().id, "worker-1");
+        assert!(table.authenticate_certificate(&names(&["worker-2"])).is_none());
+        assert!(table.authenticate("cert").is_none(), "the word cert is not a token");
     }
 }
