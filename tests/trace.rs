@@ -92,6 +92,30 @@ async fn file_names_cannot_escape_the_trace_folder() {
     server.stop().await;
 }
 
+/// Names that clash with earlier uploads. A name under an uploaded file failed as INTERNAL (found by the trace_path
+/// fuzz target); a chunk for a name that is a folder was taken as already written, the folder's size counting as the
+/// file's bytes, and its data was dropped without an error.
+#[tokio::test]
+async fn a_name_that_is_a_folder_or_under_a_file_is_refused() {
+    let server = TestServer::start().await;
+    let mut workers = server.workers().await;
+    let (task, lease) = leased(&server, &mut workers).await;
+    let l = lease.lease_id.as_str();
+    push(&mut workers, vec![chunk(l, "log.txt", 0, "x", true), chunk(l, "reports/lint.json", 0, "{}", true)])
+        .await
+        .unwrap();
+
+    for name in ["log.txt/inner.txt", "log.txt/a/b.txt", "reports"] {
+        let status = push(&mut workers, vec![chunk(l, name, 0, "short", true)]).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+        assert!(status.message().starts_with("file: "), "{name}: {}", status.message());
+    }
+    let dir = server.task_dir(&task.id);
+    assert_eq!(std::fs::read_to_string(dir.join("log.txt")).unwrap(), "x");
+    assert!(dir.join("reports").is_dir());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn size_limits_give_resource_exhausted() {
     let server = TestServer::configured(|c| {

@@ -25,6 +25,13 @@ pub const REQUESTER_KINDS: [&str; 3] = ["human", "agent", "system"];
 pub const DEFAULT_TIME_BUDGET_SECONDS: i32 = 900;
 pub const DEFAULT_REF: &str = "main";
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
+/// Characters of `target.repo`, as sent and as stored (the column's size).
+pub const MAX_REPO_CHARS: usize = 256;
+/// Nesting of `inputs` and `metadata`, the object itself being level 1. Each level takes up to three protobuf
+/// message levels, and the responses that carry them wrap them about ten deeper (an audit entry of a task's context
+/// packet is the deepest). Protobuf decoders stop at 100 levels (prost, grpc-java and C++ alike), so a deeper task
+/// would be stored and then fail every response holding it: its EnqueueTask answer, every ListTasks page.
+pub const MAX_JSON_DEPTH: usize = 20;
 pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<i32> = 1..=100;
 
 /// A validated, normalised task request, ready for the policy gate and the database.
@@ -94,21 +101,58 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
     if operation.is_empty() {
         v.push("operation", format!("is required (one of {})", OPERATIONS.join(", ")));
     }
+    for (field, value) in [
+        ("idempotency_key", idempotency_key.as_deref().unwrap_or_default()),
+        ("requested_by.id", &requested_by.id),
+        ("requested_by.label", requested_by_label.as_deref().unwrap_or_default()),
+        ("objective", &objective),
+        ("operation", &operation),
+    ] {
+        refuse_nul(&mut v, field, value);
+    }
 
     let target = spec.target.unwrap_or_default();
     let raw_repo = if target.repo.is_empty() { target.repository } else { target.repo };
     let target_repo = normalise_repo(&raw_repo);
     if raw_repo.is_empty() {
         v.push("target.repo", "is required (\"owner/name\")");
-    } else {
-        v.length("target.repo", &raw_repo, 1, 256);
-        if target_repo.is_empty() {
-            v.push("target.repo", format!("is empty once normalised, got \"{raw_repo}\""));
-        }
+    } else if raw_repo.chars().count() > MAX_REPO_CHARS {
+        v.length("target.repo", &raw_repo, 1, MAX_REPO_CHARS);
+    } else if target_repo.is_empty() {
+        v.push("target.repo", format!("is empty once normalised, got \"{raw_repo}\""));
+    } else if target_repo.chars().count() > MAX_REPO_CHARS {
+        // Lower-casing can lengthen a string ('İ' becomes "i̇"); the stored form is what the column must hold.
+        let len = target_repo.chars().count();
+        v.push("target.repo", format!("must be at most {MAX_REPO_CHARS} characters once normalised, got {len}"));
     }
     let target_ref = if target.r#ref.is_empty() { DEFAULT_REF.to_owned() } else { target.r#ref };
     v.length("target.ref", &target_ref, 1, 256);
     v.length("target.path", &target.path, 0, 512);
+    for (field, value) in [("target.repo", &target_repo), ("target.ref", &target_ref), ("target.path", &target.path)] {
+        refuse_nul(&mut v, field, value);
+    }
+    for (field, items) in
+        [("acceptance_criteria", &spec.acceptance_criteria), ("evidence_requirements", &spec.evidence_requirements)]
+    {
+        if items.iter().any(|item| item.contains('\0')) {
+            v.push(field, NUL_RULE);
+        }
+    }
+    let (inputs_field, inputs) = match (spec.inputs, spec.payload) {
+        (Some(inputs), _) => ("inputs", struct_to_json(inputs)),
+        (None, Some(payload)) => ("payload", struct_to_json(payload)),
+        (None, None) => ("inputs", empty_object()),
+    };
+    let metadata = spec.metadata.map_or_else(empty_object, struct_to_json);
+    for (field, json) in [(inputs_field, &inputs), ("metadata", &metadata)] {
+        if json_has_nul(json) {
+            v.push(field, NUL_RULE);
+        }
+        let depth = json_depth(json);
+        if depth > MAX_JSON_DEPTH {
+            v.push(field, format!("must nest at most {MAX_JSON_DEPTH} levels deep, got {depth}"));
+        }
+    }
 
     let constraints = spec.constraints.unwrap_or_default();
 
@@ -157,8 +201,8 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
         time_budget_seconds: constraints.time_budget_seconds.unwrap_or(DEFAULT_TIME_BUDGET_SECONDS),
         allow_network: constraints.allow_network,
         allow_secrets: constraints.allow_secrets,
-        inputs: spec.inputs.or(spec.payload).map_or_else(empty_object, struct_to_json),
-        metadata: spec.metadata.map_or_else(empty_object, struct_to_json),
+        inputs,
+        metadata,
         acceptance_criteria: spec.acceptance_criteria,
         evidence_requirements: spec.evidence_requirements,
         priority: spec.priority,
@@ -168,10 +212,47 @@ pub fn validate(spec: Option<pb::TaskSpec>) -> Result<NewTask> {
     })
 }
 
-/// Trimmed, trailing ".git" removed, lower-cased: the form stored, compared against prefixes and listed by.
+/// PostgreSQL stores U+0000 neither in text columns nor (as `\u0000`) in jsonb. Refusing it for every backend keeps
+/// them alike, and keeps one such item from failing a whole EnqueueTasks batch at insert time.
+const NUL_RULE: &str = "must not contain NUL (U+0000) characters";
+
+fn refuse_nul(v: &mut Violations, field: &str, value: &str) {
+    if value.contains('\0') {
+        v.push(field, NUL_RULE);
+    }
+}
+
+/// Whether any key or string of a JSON document holds U+0000.
+fn json_has_nul(json: &Json) -> bool {
+    match json {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(items) => items.iter().any(json_has_nul),
+        Json::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        Json::Null | Json::Bool(_) | Json::Number(_) => false,
+    }
+}
+
+/// Levels of objects and lists: 0 for a scalar, 1 for `{}` or `{"a": 1}`.
+pub fn json_depth(json: &Json) -> usize {
+    match json {
+        Json::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        Json::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        Json::Null | Json::Bool(_) | Json::Number(_) | Json::String(_) => 0,
+    }
+}
+
+/// Lower-cased, trimmed, trailing ".git" removed: the form stored, compared against prefixes and listed by.
+///
+/// Normalising the result again changes nothing, so that a stored repo used as a ListTasks filter finds its own
+/// tasks: hence lower-casing first (".GIT" is a suffix too) and stripping until no suffix or space is left
+/// ("x.git.git" and "x .git" would otherwise be stored as "x.git" and "x ", which normalise to "x").
 pub fn normalise_repo(repo: &str) -> String {
-    let trimmed = repo.trim();
-    trimmed.strip_suffix(".git").unwrap_or(trimmed).to_lowercase()
+    let lower = repo.to_lowercase();
+    let mut normalised = lower.trim();
+    while let Some(stripped) = normalised.strip_suffix(".git") {
+        normalised = stripped.trim_end();
+    }
+    normalised.to_owned()
 }
 
 fn empty_object() -> Json {

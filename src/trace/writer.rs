@@ -102,9 +102,15 @@ fn write_chunk(
 ) -> Result<(u64, u64)> {
     let limits = store.limits();
     let path = store.task_dir(task_id).join(name);
+    // Names are valid one by one but may clash with earlier uploads of the task: "a" and "a/b" cannot both be files.
     let existing = match std::fs::metadata(&path) {
-        Ok(meta) => Some(meta.len()),
+        Ok(meta) if meta.is_file() => Some(meta.len()),
+        // Otherwise the folder's own size would pass for bytes already written, and the chunk would be dropped.
+        Ok(_) => return Err(Error::invalid("file", format!("{name} is a folder of the trace, not a file"))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Err(Error::invalid("file", format!("{name} lies under a file of the trace, not a folder")));
+        }
         Err(e) => return Err(Error::internal("trace stat", e)),
     };
     let len = existing.unwrap_or(0);

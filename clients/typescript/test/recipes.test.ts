@@ -120,7 +120,8 @@ describe("README recipes", () => {
     try {
       // Wait until both watches are following: each has printed a transition of a task made after it started.
       await waitFor(async () => {
-        const probe = await tower.enqueue(spec("Probe the watches", {}, "acme/app"));
+        // A "docs" task, which the worker here does not take, so that it is still queued when it is cancelled.
+        const probe = await tower.enqueue({ ...spec("Probe the watches", {}, "acme/app"), operation: "docs" });
         await tower.cancel(probe.id);
         await new Promise((resolve) => setTimeout(resolve, 200));
         return watches.every((w) => w.output().includes(probe.id));
