@@ -19,7 +19,6 @@ use std::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, transport::Endpoint};
-use tracing::Instrument;
 
 pub use exec::ExecHandler;
 pub use handler::{BoxFuture, EchoHandler, Handler, LogSink, NoopHandler, Outcome, TaskContext};
@@ -280,20 +279,16 @@ async fn heartbeat_loop(
 /// Runs one task to its end and settles it; returns its lease id.
 /// Runs one task inside a span carrying its task id and trace id, so that every log line about it (JSON logs
 /// included) can be found by either.
+#[tracing::instrument(
+    name = "task",
+    skip_all,
+    fields(
+        task_id = assignment.task.as_ref().map_or("", |t| t.id.as_str()),
+        trace_id = assignment.task.as_ref().map_or("", |t| t.trace_id.as_str()),
+        attempt = assignment.attempt,
+    )
+)]
 async fn run_task(
-    client: Client,
-    handler: Arc<dyn Handler>,
-    assignment: pb::TaskAssignment,
-    cancel: CancellationToken,
-    worker_id: String,
-    slots: Arc<tokio::sync::Semaphore>,
-) -> String {
-    let (task_id, trace_id) = assignment.task.as_ref().map(|t| (t.id.clone(), t.trace_id.clone())).unwrap_or_default();
-    let span = tracing::info_span!("task", task_id = %task_id, trace_id = %trace_id, attempt = assignment.attempt);
-    run_task_in_span(client, handler, assignment, cancel, worker_id, slots).instrument(span).await
-}
-
-async fn run_task_in_span(
     client: Client,
     handler: Arc<dyn Handler>,
     assignment: pb::TaskAssignment,
