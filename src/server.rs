@@ -15,7 +15,7 @@ use crate::{
     auth::{AuthLayer, Authenticator},
     clock::SharedClock,
     config::{Limits, ServerConfig, TlsFiles},
-    dispatch::{Completions, Dispatcher, spawn_listener, spawn_maintenance},
+    dispatch::{Completions, Dispatcher, Intake, spawn_listener, spawn_maintenance},
     limits::{EnqueueLimiter, StreamQuota},
     metrics::{self, RpcMetricsLayer},
     pb::{
@@ -39,6 +39,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Group commit of CompleteTask.
     pub completions: Completions,
+    /// Group commit of EnqueueTask.
+    pub intake: Intake,
     pub traces: TraceStore,
     pub default_max_attempts: i32,
     /// Recorded as the actor of operator calls.
@@ -118,9 +120,11 @@ impl Server {
         };
         let dispatcher = Dispatcher::new(db.clone(), clock.clone(), traces.clone(), config.dispatch.clone());
         let completions = Completions::spawn(db.clone(), clock.clone());
+        let intake = Intake::spawn(db.clone(), clock.clone());
         let state = Arc::new(AppState {
             db,
             completions,
+            intake,
             clock,
             policy: config.policy,
             dispatcher,

@@ -46,6 +46,8 @@ async fn a_task_runs_through_a_worker_process_into_its_trace_folder() {
     let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
     assert!(log.contains("echo: objective: Summarise the repository"), "{log}");
     assert!(log.contains("attempt 1 on worker spine-worker"), "{log}");
+    // output.json is written just after the completion commits, so a poller can see the status first.
+    eventually("output.json", || dir.join("output.json").is_file()).await;
     let output = read_json(dir.join("output.json"));
     assert_eq!(output["trace_id"], "spine-trace-1");
     assert_eq!(output["result"]["greeting"], "hi");
@@ -252,7 +254,8 @@ async fn server_and_worker_processes_shut_down_gracefully_and_the_worker_reconne
         Process::spawn(&["worker", "--server", &url, "--worker-id", "graceful"], &[], dir.path().join("worker.log"));
     let task = enqueue(&mut tasks, spec("Before the shutdown")).await;
     wait_for_status(&mut tasks, &task.id, pb::TaskStatus::Completed).await;
-    assert!(dir.path().join("traces").join(&task.id).join("output.json").is_file());
+    let output = dir.path().join("traces").join(&task.id).join("output.json");
+    eventually("output.json", || output.is_file()).await;
 
     server.signal(libc::SIGTERM);
     let status = server.wait().await;

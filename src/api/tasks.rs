@@ -86,9 +86,12 @@ impl TaskServiceImpl {
         self.check_rate(caller.as_deref(), 1)?;
         let request = request.into_inner();
         let new_task = self.admit(request.spec, caller.as_deref())?;
-        let now = self.state.clock.now();
         let ctx = self.context(trace_id, request.create_cwom);
-        let enqueued = tasks::enqueue(&self.state.db, now, new_task, &ctx).await?;
+        let enqueued = if ctx.create_cwom {
+            tasks::enqueue(&self.state.db, self.state.clock.now(), new_task, &ctx).await?
+        } else {
+            self.state.intake.enqueue(new_task, ctx).await?
+        };
         if enqueued.created {
             self.state.dispatcher.work_available(enqueued.task.run_after);
         }

@@ -6,6 +6,8 @@
 //! A periodic sweep (the lease reaper) is the safety net.
 
 mod claimer;
+mod group_commit;
+mod intake;
 mod maintenance;
 mod notify;
 mod settler;
@@ -44,6 +46,7 @@ use crate::{
     trace::TraceStore,
 };
 
+pub use intake::Intake;
 pub use maintenance::spawn_maintenance;
 pub use notify::spawn_listener;
 pub use settler::Completions;
@@ -135,7 +138,7 @@ pub struct Dispatcher {
 }
 
 /// Adds to `group` whatever is already waiting in `jobs`, up to `max` in all, without waiting for more: the
-/// group commits of claims and completions take what arrived during the previous commit.
+/// group commits of claims, enqueues and completions take what arrived during the previous commit.
 fn take_waiting<T>(jobs: &mut mpsc::Receiver<T>, group: &mut Vec<T>, max: usize) {
     while group.len() < max {
         match jobs.try_recv() {

@@ -6,8 +6,10 @@
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
     sea_query::{Expr, ExprTrait},
 };
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::entity::audit_log::{self, Column, Entity as AuditLog, Model};
@@ -166,6 +168,12 @@ impl Entry {
 const ROWS_PER_INSERT: usize = 1000;
 
 pub async fn append(db: &impl ConnectionTrait, ts: Micros, entries: Vec<Entry>) -> Result<(), DbErr> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        return append_postgres(db, ts, &entries).await;
+    }
     let mut rows = entries.into_iter().map(|e| audit_log::ActiveModel {
         ts: Set(ts),
         actor_kind: Set(e.actor.kind),
@@ -186,6 +194,49 @@ pub async fn append(db: &impl ConnectionTrait, ts: Micros, entries: Vec<Entry>) 
         }
         audit_log::Entity::insert_many(chunk).exec_without_returning(db).await?;
     }
+}
+
+/// An entry as `json_populate_recordset` reads it: keys named after the columns.
+#[derive(Serialize)]
+struct PgRow<'a> {
+    ts: Micros,
+    actor_kind: &'a str,
+    actor_id: &'a str,
+    action: &'static str,
+    entity_kind: &'static str,
+    entity_id: &'a str,
+    before: &'a Option<Json>,
+    after: &'a Option<Json>,
+    note: &'a Option<String>,
+    trace_id: &'a Option<String>,
+}
+
+/// All entries in one statement with one parameter, a JSON array of rows: its text is the same whatever the number
+/// of entries, so PostgreSQL prepares and plans it once per connection instead of parsing ten parameters per row.
+/// Ids are drawn in the order of the array (the `ORDER BY`), as the log's order requires.
+async fn append_postgres(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry]) -> Result<(), DbErr> {
+    const SQL: &str = "INSERT INTO audit_log \
+        (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
+        SELECT r.ts, r.actor_kind, r.actor_id, r.action, r.entity_kind, r.entity_id, r.before, r.after, r.note, \
+        r.trace_id FROM json_populate_recordset(NULL::audit_log, $1::text::json) WITH ORDINALITY AS r ORDER BY r.ordinality";
+    let rows: Vec<PgRow> = entries
+        .iter()
+        .map(|e| PgRow {
+            ts,
+            actor_kind: &e.actor.kind,
+            actor_id: &e.actor.id,
+            action: e.action.as_str(),
+            entity_kind: e.entity_kind,
+            entity_id: &e.entity_id,
+            before: &e.before,
+            after: &e.after,
+            note: &e.note,
+            trace_id: &e.trace_id,
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows).map_err(|e| DbErr::Custom(format!("audit entries as JSON: {e}")))?;
+    db.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, [rows.into()])).await?;
+    Ok(())
 }
 
 /// Filters of ListAuditEvents and WatchAuditEvents; `None` matches everything.

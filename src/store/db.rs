@@ -41,12 +41,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .foreign_keys(true)
             });
     } else {
-        options.max_connections(max_connections.max(1)).min_connections(1).map_sqlx_postgres_opts(|opts| {
-            // Plan every execution with its actual values. A cached generic plan cannot see `LIMIT 16` and, once
-            // the queue is large, sorts every queued row instead of reading the claim index: 190 ms per claim with
-            // 300,000 queued, against 2 ms.
-            opts.options([("plan_cache_mode", "force_custom_plan")])
-        });
+        // Prepared statements keep PostgreSQL's default plan caching: the claim, whose best plan depends on its
+        // values, asks for custom plans inside its own transaction (see `store::tasks::leases`).
+        options.max_connections(max_connections.max(1)).min_connections(1);
     }
     Database::connect(options).await
 }

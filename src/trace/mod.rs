@@ -5,7 +5,9 @@
 //! `attempts/<n>/`, so each attempt's trace stays apart and the top level always shows the current one.
 //!
 //! Uploaded bytes exist nowhere else, so they are fsynced before PushTrace answers. `input.json` and
-//! `output.json` are derived from database rows, so they are written in place and not fsynced.
+//! `output.json` are derived from database rows, so they are written in place and not fsynced. `output.json` is
+//! written right after the task's end commits: the settling call answers once it is there, while another client
+//! polling the task may see the end a moment before the file.
 
 mod names;
 mod writer;
