@@ -368,3 +368,63 @@ async fn shutdown_drains_streams_before_stopping() {
     assert_eq!((done.status(), done.id), (pb::TaskStatus::Completed, task.id));
     tokio::time::timeout(Duration::from_secs(30), stopping).await.expect("stops in time").unwrap();
 }
+
+/// One completion group holding every kind of item: on PostgreSQL the plain tasks complete in one statement and
+/// the rest go the general way, so each kind must still get its own outcome and exactly one audit entry.
+#[tokio::test]
+async fn a_completion_group_settles_plain_tasks_work_model_tasks_replays_and_unknown_leases() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let plain = enqueue(&mut tasks, spec("Plain")).await;
+    let request = pb::EnqueueTaskRequest { spec: Some(spec("With a work model")), create_cwom: true };
+    let modelled = tasks.enqueue_task(request).await.unwrap().into_inner().task.unwrap();
+    let replayed = enqueue(&mut tasks, spec("Already completed")).await;
+
+    let mut stream = pull(&mut workers, "grouped", 3).await;
+    let mut leases = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let assignment = next_assignment(&mut stream).await;
+        leases.insert(assignment.task.unwrap().id, assignment.lease_id);
+    }
+    let first = complete(&mut workers, &leases[&replayed.id], serde_json::json!({"n": 0})).await.unwrap();
+
+    let items = vec![
+        (leases[&plain.id].clone(), serde_json::json!({"n": 1})),
+        (leases[&modelled.id].clone(), serde_json::json!({"n": 2})),
+        (leases[&replayed.id].clone(), serde_json::json!({"n": 3})),
+        ("0123456789abcdef0123456789abcdef".to_owned(), serde_json::json!({})),
+    ];
+    let now = server.state.clock.now();
+    let outcomes = control_tower::store::tasks::complete_many(&server.state.db, now, items).await.unwrap();
+    let [plain_done, modelled_done, replay, unknown] = <[_; 4]>::try_from(outcomes).unwrap();
+    let (plain_done, modelled_done, replay) = (plain_done.unwrap(), modelled_done.unwrap(), replay.unwrap());
+    assert!(plain_done.recorded && modelled_done.recorded && !replay.recorded);
+    assert_eq!((plain_done.task.id.as_str(), plain_done.task.result.clone()), (plain.id.as_str(), Some(json(1))));
+    assert_eq!(
+        (modelled_done.task.id.as_str(), modelled_done.task.result.clone()),
+        (modelled.id.as_str(), Some(json(2)))
+    );
+    assert_eq!(replay.task.result.as_ref().map(|r| r["n"].clone()), Some(serde_json::json!(0)));
+    assert_eq!(first.id, replay.task.id);
+    assert!(
+        matches!(unknown, Err(control_tower::error::Error::FailedPrecondition { reason: "LEASE_NOT_HELD", .. })),
+        "{unknown:?}"
+    );
+
+    for task in [&plain, &modelled, &replayed] {
+        let entries = format!(
+            "SELECT COUNT(*) FROM audit_log WHERE entity_kind = 'Task' AND entity_id = '{}' \
+             AND actor_id = 'grouped' AND note = 'Status changed: running -> completed'",
+            task.id
+        );
+        assert_eq!(server.count(&entries).await, 1, "{}", task.id);
+    }
+    let run_done = format!("SELECT COUNT(*) FROM cwom_runs WHERE task_id = '{}' AND status = 'done'", modelled.id);
+    assert_eq!(server.count(&run_done).await, 1, "the work model's run ended with its task");
+    server.stop().await;
+}
+
+fn json(n: i64) -> serde_json::Value {
+    serde_json::json!({ "n": n })
+}

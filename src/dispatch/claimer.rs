@@ -1,64 +1,53 @@
-//! Group commit of claims. Every stream with free slots asks here; the claims waiting while one transaction runs
-//! are served together by the next one: one transaction, one audit insert and one commit for all of them, instead
-//! of one per stream. Nothing waits on purpose, so a lone claim runs at once; under load the groups grow.
+//! Group commit of claims (see `group_commit`). Every stream with free slots asks here; the claims waiting while a
+//! transaction runs are served together by the next one: one transaction, one audit insert and one commit for all
+//! of them, instead of one per stream.
+//!
+//! On PostgreSQL several claim transactions overlap, as they would on several servers: each skips the rows the
+//! others hold (SKIP LOCKED), and concurrency keys are admitted under advisory locks. A claim is a chain of round
+//! trips ending in a commit, so a single claimer would leave the database idle between them.
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::{mpsc, oneshot};
 
+use super::group_commit::{Batch, GroupCommit};
 use crate::{
     clock::SharedClock,
-    error::{Error, Result},
+    error::Result,
     store::tasks::{self, ClaimRequest, Claimed},
 };
 
 /// Claims per transaction at most.
 const MAX_GROUP: usize = 256;
 
-struct Job {
-    request: ClaimRequest,
-    reply: oneshot::Sender<Result<Claimed>>,
+struct Claim {
+    db: DatabaseConnection,
+    clock: SharedClock,
+}
+
+impl Batch for Claim {
+    type Item = ClaimRequest;
+    type Output = Claimed;
+    const NAME: &'static str = "claim";
+
+    async fn all(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Result<Claimed>>> {
+        let claimed = tasks::claim_many(&self.db, self.clock.now(), &requests).await?;
+        Ok(claimed.into_iter().map(Ok).collect())
+    }
+
+    async fn one(&self, request: ClaimRequest) -> Result<Claimed> {
+        let claimed = tasks::claim_many(&self.db, self.clock.now(), std::slice::from_ref(&request)).await?;
+        Ok(claimed.into_iter().next().unwrap_or_default())
+    }
 }
 
 #[derive(Clone)]
-pub struct Claims {
-    jobs: mpsc::Sender<Job>,
-}
+pub struct Claims(GroupCommit<Claim>);
 
 impl Claims {
-    /// One claimer per server: a group serves every waiting stream, and streams on other servers pass it by
-    /// (SKIP LOCKED).
     pub fn spawn(db: DatabaseConnection, clock: SharedClock) -> Self {
-        let (jobs, rx) = mpsc::channel(MAX_GROUP);
-        tokio::spawn(claim_loop(db, clock, rx));
-        Self { jobs }
+        Self(GroupCommit::spawn(db.get_database_backend(), Claim { db, clock }, MAX_GROUP))
     }
 
     pub async fn claim(&self, request: ClaimRequest) -> Result<Claimed> {
-        let (reply, outcome) = oneshot::channel();
-        let gone = || Error::Unavailable("the server is shutting down".into());
-        self.jobs.send(Job { request, reply }).await.map_err(|_| gone())?;
-        outcome.await.map_err(|_| gone())?
-    }
-}
-
-async fn claim_loop(db: DatabaseConnection, clock: SharedClock, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
-        let mut group = vec![first];
-        super::take_waiting(&mut jobs, &mut group, MAX_GROUP);
-        let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|j| (j.request, j.reply)).unzip();
-        match tasks::claim_many(&db, clock.now(), &requests).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            // The group failed as a whole: each stream learns it and tries again after its own delay.
-            Err(err) => {
-                tracing::warn!(error = %err, size = replies.len(), "group claim failed");
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Unavailable(format!("claim failed: {err}"))));
-                }
-            }
-        }
+        self.0.submit(request).await
     }
 }

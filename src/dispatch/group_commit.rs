@@ -1,7 +1,7 @@
 //! Group commit: calls that arrive while a commit is in progress wait for the next one and share it (one
 //! transaction, one audit insert and one fsync for the whole group, instead of one each). Nothing waits on
-//! purpose, so a lone call commits at once; under load the groups grow by themselves. CompleteTask and unary
-//! EnqueueTask go through here.
+//! purpose, so a lone call commits at once; under load the groups grow by themselves. Claims, CompleteTask and
+//! unary EnqueueTask go through here.
 
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@ mod settle;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, Statement, TransactionTrait,
 };
 
 use super::entity::task::{Column, Entity as Tasks, Model, TaskStatus};
@@ -49,12 +49,17 @@ pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<bool> {
         return Ok(false);
     }
     // Only the columns the queue's statements filter and sort on: the JSON columns make a full ANALYZE several
-    // times dearer, and autovacuum keeps the statistics of the rest.
-    db.execute_unprepared(
+    // times dearer, and autovacuum keeps the statistics of the rest. A sample of 3,000 rows instead of the default
+    // 30,000 tells the planner what it needs here (how much of the table is queued or running) at a tenth of the
+    // cost, which matters because a busy queue crosses the threshold every few seconds.
+    let txn = db.begin().await?;
+    txn.execute_unprepared("SET LOCAL default_statistics_target = 10").await?;
+    txn.execute_unprepared(
         "ANALYZE tasks (id, status, priority, queued_at, run_after, lease_id, lease_expires_at, worker_id, \
          concurrency_key, idempotency_key)",
     )
     .await?;
+    txn.commit().await?;
     Ok(true)
 }
 
