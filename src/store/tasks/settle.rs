@@ -34,7 +34,12 @@ pub struct Settled {
 /// Records the result of a running lease. Repeating the call with the same lease returns the recorded completion.
 pub async fn complete(db: &DatabaseConnection, now: Micros, lease_id: &str, result: Json) -> Result<Settled> {
     let mut settled = complete_many(db, now, vec![(lease_id.to_owned(), result)]).await?;
-    settled.pop().unwrap_or_else(|| Err(Error::internal("complete", "no outcome")))
+    settled.pop().unwrap_or_else(|| Err(no_outcome()))
+}
+
+/// An item left without an outcome: a bug of this module, never a caller's mistake.
+fn no_outcome() -> Error {
+    Error::internal("complete", "no outcome")
 }
 
 /// Records many completions at once (one commit, one audit insert), each fenced by its own lease as in `complete`.
@@ -69,10 +74,8 @@ pub async fn complete_many(
             Err(_) => {
                 let mut settled = Vec::with_capacity(rest.len());
                 for item in rest {
-                    settled.push(match complete_in_transaction(db, now, vec![item]).await {
-                        Ok(mut one) => one.pop().unwrap_or_else(|| Err(Error::internal("complete", "no outcome"))),
-                        Err(err) => Err(err),
-                    });
+                    let one = complete_in_transaction(db, now, vec![item]).await;
+                    settled.push(one.and_then(|mut one| one.pop().unwrap_or_else(|| Err(no_outcome()))));
                 }
                 settled
             }
@@ -82,7 +85,7 @@ pub async fn complete_many(
             *outcome = settled.next();
         }
     }
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(Error::internal("complete", "no outcome")))).collect())
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(no_outcome()))).collect())
 }
 
 /// Completions in one transaction: the tasks, their audit entries and their work models.
@@ -164,10 +167,8 @@ async fn complete_postgres(txn: &DatabaseTransaction, now: Micros, items: &[(Str
         completed_at = $2, lease_expires_at = NULL \
         WHERE lease_id = ANY(ARRAY(SELECT jsonb_object_keys($1::jsonb))) AND coalesce(status, '') = 'running' \
         RETURNING *";
-    let results: serde_json::Map<String, Json> =
-        items.iter().map(|(lease, result)| (lease.clone(), result.clone())).collect();
-    let statement =
-        Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, [Json::Object(results).into(), now.into()]);
+    let results = results_by_lease(items);
+    let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, [results.into(), now.into()]);
     Ok(Tasks::find().from_raw_sql(statement).all(txn).await?)
 }
 
@@ -195,10 +196,9 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
         None,
         "",
     );
-    let results: serde_json::Map<String, Json> =
-        items.iter().map(|(lease, result)| (lease.clone(), result.clone())).collect();
+    let results = results_by_lease(items);
     let values: [sea_orm::Value; 8] = [
-        Json::Object(results).into(),
+        results.into(),
         now.into(),
         template.actor.kind.into(),
         template.action.as_str().into(),
@@ -209,6 +209,11 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
     ];
     let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values);
     Ok(Tasks::find().from_raw_sql(statement).all(db).await?)
+}
+
+/// The statements' first parameter: a JSON object from each lease to its result.
+fn results_by_lease(items: &[(String, Json)]) -> Json {
+    Json::Object(items.iter().map(|(lease, result)| (lease.clone(), result.clone())).collect())
 }
 
 fn worker_change(task: &Model, now: Micros) -> Change {
