@@ -13,6 +13,7 @@ mod m20261121_000005_scheduled_tasks_index;
 mod m20261121_000006_concurrency_keys;
 mod m20261121_000007_audit_seals;
 mod m20261121_000008_drop_audit_action_index;
+mod m20261121_000009_partial_task_indexes;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000006_concurrency_keys::Migration),
             Box::new(m20261121_000007_audit_seals::Migration),
             Box::new(m20261121_000008_drop_audit_action_index::Migration),
+            Box::new(m20261121_000009_partial_task_indexes::Migration),
         ]
     }
 }

@@ -36,9 +36,7 @@ impl Cluster {
                 let conn = Database::connect(admin).await.context("connecting to the benchmark database server")?;
                 conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
                 conn.close().await.ok();
-                let base = admin.split('?').next().unwrap_or(admin);
-                let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-                (format!("{base}/{name}"), Some((admin.to_owned(), name)))
+                (database_beside(admin, &name), Some((admin.to_owned(), name)))
             }
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -169,11 +167,36 @@ impl Cluster {
     }
 }
 
+/// The URL of database `name` on the server of `admin`, with the admin URL's options (`sslmode`, `host` for a
+/// Unix socket, ...): `postgres://u@h/test?sslmode=disable` gives `postgres://u@h/<name>?sslmode=disable`.
+fn database_beside(admin: &str, name: &str) -> String {
+    let (location, options) = admin.split_once('?').map_or((admin, None), |(l, o)| (l, Some(o)));
+    let server = location.rsplit_once('/').map_or(location, |(server, _)| server);
+    match options {
+        Some(options) => format!("{server}/{name}?{options}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for child in self.workers.iter_mut().chain(std::iter::once(&mut self.server)) {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_beside;
+
+    #[test]
+    fn the_bench_database_keeps_the_admin_urls_server_and_options() {
+        assert_eq!(database_beside("postgres://u@h:5432/test", "b"), "postgres://u@h:5432/b");
+        assert_eq!(
+            database_beside("postgres://u@h/test?sslmode=disable&host=/run/pg", "b"),
+            "postgres://u@h/b?sslmode=disable&host=/run/pg"
+        );
     }
 }
