@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{ENTITY_KIND, status_is};
+use super::{ENTITY_KIND, status_is, status_unindexed};
 use crate::{
     clock::Micros,
     error::Result,
@@ -295,7 +295,7 @@ pub async fn extend_leases(
     let extended = Tasks::update_many()
         .col_expr(Column::LeaseExpiresAt, Expr::value(deadline))
         .filter(Column::LeaseId.is_in(lease_ids.iter().map(String::as_str)))
-        .filter(Column::Status.eq(TaskStatus::Running))
+        .filter(status_unindexed(TaskStatus::Running))
         .filter(Column::WorkerId.eq(worker_id))
         .exec_with_returning(db)
         .await?;

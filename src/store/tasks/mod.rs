@@ -138,6 +138,15 @@ pub(crate) fn status_is(status: TaskStatus) -> sea_orm::sea_query::Expr {
     Expr::col(Column::Status).eq(Expr::cust(format!("'{}'", status.as_str())))
 }
 
+/// A status test for statements that find their rows by id or lease, written so that no index can serve it. As
+/// `status = 'running'` the partial indexes of the queue and the leases become candidates, and PostgreSQL's planner,
+/// believing few tasks run, may scan one of them past every entry left by tasks that ran since the last vacuum. As
+/// `status = ?`, SQLite compares the bound value with those indexes' conditions while planning and so prepares the
+/// statement again at every execution.
+pub(crate) fn status_unindexed(status: TaskStatus) -> sea_orm::sea_query::Expr {
+    sea_orm::sea_query::Expr::cust(format!("coalesce(status, '') = '{}'", status.as_str()))
+}
+
 /// The earliest time after `now` at which a queued task becomes claimable, if any is scheduled.
 pub async fn next_scheduled(
     db: &impl ConnectionTrait,

@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use serde_json::{Value as Json, json};
 
-use super::{ENTITY_KIND, get};
+use super::{ENTITY_KIND, get, status_unindexed};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -149,7 +149,7 @@ async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String
         .col_expr(Column::CompletedAt, Expr::value(now))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
         .filter(Column::LeaseId.is_in(chunk.iter().map(|(lease_id, _)| lease_id.as_str())))
-        .filter(Column::Status.eq(TaskStatus::Running))
+        .filter(status_unindexed(TaskStatus::Running))
         .exec_with_returning(txn)
         .await?)
 }
@@ -249,7 +249,7 @@ pub async fn fail(
     let txn = db.begin().await?;
     let current = Tasks::find()
         .filter(Column::LeaseId.eq(lease_id))
-        .filter(Column::Status.eq(TaskStatus::Running))
+        .filter(status_unindexed(TaskStatus::Running))
         .one(&txn)
         .await?;
     // A repeat of this very failure (same lease, same error) is answered with the recorded task.
@@ -262,7 +262,7 @@ pub async fn fail(
     let retry = retryable && current.attempt < current.max_attempts;
     let fenced = Tasks::update_many()
         .filter(Column::LeaseId.eq(lease_id))
-        .filter(Column::Status.eq(TaskStatus::Running))
+        .filter(status_unindexed(TaskStatus::Running))
         .col_expr(Column::Error, Expr::value(error))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None));
     let (updated, why) = if retry {
@@ -385,7 +385,7 @@ pub async fn cancel(db: &DatabaseConnection, now: Micros, id: &str, reason: &str
         .col_expr(Column::CompletedAt, Expr::value(now))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(current.status));
+        .filter(status_unindexed(current.status));
     if current.status == TaskStatus::Queued {
         // A lease taken back earlier must not look like the one the cancellation interrupted.
         update = update.col_expr(Column::LeaseId, Expr::value(Option::<String>::None));
