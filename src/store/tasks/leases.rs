@@ -144,7 +144,6 @@ async fn candidates(
         .order_by(Column::Priority, Order::Desc)
         .order_by(Column::QueuedAt, Order::Asc)
         .order_by(Column::Id, Order::Asc)
-        .limit(req.limit)
         // Ignored by SQLite, which has a single writer.
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     if !req.operations.is_empty() {
@@ -154,11 +153,14 @@ async fn candidates(
         DatabaseBackend::Sqlite => {
             // SQLite's planner, seeing no LIMIT-aware cost, prefers sorting every queued row through another index;
             // the claim index yields them in dispatch order, so the claim reads `limit` rows whatever the backlog.
+            // The limit is inlined: SQLite plans with the value bound to `LIMIT ?` and so would prepare the
+            // statement again at every execution.
             let (sql, values) = query.build(SqliteQueryBuilder);
             let sql = sql.replacen("FROM \"tasks\"", "FROM \"tasks\" INDEXED BY tasks_claim_idx", 1);
+            let sql = format!("{sql} LIMIT {}", req.limit);
             txn.query_all_raw(Statement::from_sql_and_values(DatabaseBackend::Sqlite, sql, values.0)).await?
         }
-        _ => txn.query_all(&query).await?,
+        _ => txn.query_all(query.limit(req.limit)).await?,
     };
     rows.iter()
         .map(|row| Ok((row.try_get_by_index::<String>(0)?, row.try_get_by_index::<Option<String>>(1)?)))
