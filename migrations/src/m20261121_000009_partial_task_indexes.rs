@@ -50,30 +50,29 @@ const IDEMPOTENCY_KEY_DOWN: &[&str] = &[
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for (name, _, now) in INDEXES {
-            db.execute_unprepared(&format!("DROP INDEX {name}")).await?;
-            db.execute_unprepared(now).await?;
-        }
-        if manager.get_database_backend() == DatabaseBackend::Postgres {
-            for sql in IDEMPOTENCY_KEY_UP {
-                db.execute_unprepared(sql).await?;
-            }
-        }
-        Ok(())
+        rebuild(manager, |(_, _, now)| now, IDEMPOTENCY_KEY_UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for (name, before, _) in INDEXES {
-            db.execute_unprepared(&format!("DROP INDEX {name}")).await?;
-            db.execute_unprepared(before).await?;
-        }
-        if manager.get_database_backend() == DatabaseBackend::Postgres {
-            for sql in IDEMPOTENCY_KEY_DOWN {
-                db.execute_unprepared(sql).await?;
-            }
-        }
-        Ok(())
+        rebuild(manager, |(_, before, _)| before, IDEMPOTENCY_KEY_DOWN).await
     }
+}
+
+/// Recreates each index of `INDEXES` with the definition `pick` chooses, then, on PostgreSQL, runs `idempotency_key`.
+async fn rebuild(
+    manager: &SchemaManager<'_>,
+    pick: fn(&(&str, &'static str, &'static str)) -> &'static str,
+    idempotency_key: &[&str],
+) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for index in INDEXES {
+        db.execute_unprepared(&format!("DROP INDEX {}", index.0)).await?;
+        db.execute_unprepared(pick(index)).await?;
+    }
+    if manager.get_database_backend() == DatabaseBackend::Postgres {
+        for sql in idempotency_key {
+            db.execute_unprepared(sql).await?;
+        }
+    }
+    Ok(())
 }
