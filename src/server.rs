@@ -118,7 +118,9 @@ impl Server {
             }
             None => None,
         };
-        let dispatcher = Dispatcher::new(db.clone(), clock.clone(), traces.clone(), config.dispatch.clone());
+        let claim_db =
+            db::connect_claims(&config.database_url, &db).await.context("could not connect to the database")?;
+        let dispatcher = Dispatcher::new(db.clone(), claim_db, clock.clone(), traces.clone(), config.dispatch.clone());
         let completions = Completions::spawn(db.clone(), clock.clone());
         let intake = Intake::spawn(db.clone(), clock.clone());
         let state = Arc::new(AppState {

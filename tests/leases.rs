@@ -428,3 +428,135 @@ async fn a_completion_group_settles_plain_tasks_work_model_tasks_replays_and_unk
 fn json(n: i64) -> serde_json::Value {
     serde_json::json!({ "n": n })
 }
+
+#[tokio::test]
+async fn complete_tasks_settles_each_item_on_its_own() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let a = enqueue(&mut tasks, spec("First of a batch")).await;
+    let b = enqueue(&mut tasks, spec("Second of a batch")).await;
+    let mut stream = pull(&mut workers, "batcher", 2).await;
+    let (first, second) = (next_assignment(&mut stream).await, next_assignment(&mut stream).await);
+    let lease_of = |id: &str| if first.task.as_ref().unwrap().id == id { &first.lease_id } else { &second.lease_id };
+    let item = |lease: &str, result: serde_json::Value| pb::CompleteTaskRequest {
+        lease_id: lease.into(),
+        result: Some(json_struct(result)),
+    };
+
+    let response = workers
+        .complete_tasks(pb::CompleteTasksRequest {
+            requests: vec![
+                item(lease_of(&a.id), serde_json::json!({"n": 1})),
+                item("no-such-lease", serde_json::json!({})),
+                item("", serde_json::json!({})),
+                item(lease_of(&b.id), serde_json::json!({"n": 2})),
+                // The same lease twice: the second answer is the recorded completion, written once.
+                item(lease_of(&a.id), serde_json::json!({"n": 1})),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let outcomes: Vec<_> = response.results.into_iter().map(|r| r.outcome.expect("an outcome")).collect();
+    use pb::complete_task_result::Outcome;
+    let task_of = |outcome: &Outcome| match outcome {
+        Outcome::Task(task) => task.clone(),
+        Outcome::Error(error) => panic!("unexpected error {error:?}"),
+    };
+    let error_of = |outcome: &Outcome| match outcome {
+        Outcome::Error(error) => error.clone(),
+        Outcome::Task(task) => panic!("unexpected task {}", task.id),
+    };
+    assert_eq!(outcomes.len(), 5);
+    let done_a = task_of(&outcomes[0]);
+    assert_eq!((done_a.id.as_str(), done_a.status()), (a.id.as_str(), pb::TaskStatus::Completed));
+    assert_eq!(control_tower::json::struct_to_json(done_a.result.unwrap())["n"], 1);
+    assert_eq!(error_of(&outcomes[1]).code, tonic::Code::FailedPrecondition as i32);
+    let missing = error_of(&outcomes[2]);
+    assert_eq!(missing.code, tonic::Code::InvalidArgument as i32);
+    assert!(missing.message.contains("lease_id"), "{}", missing.message);
+    let done_b = task_of(&outcomes[3]);
+    assert_eq!((done_b.id.as_str(), done_b.status()), (b.id.as_str(), pb::TaskStatus::Completed));
+    assert_eq!(task_of(&outcomes[4]).id, a.id);
+
+    for task in [&a, &b] {
+        let entries = server
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_log WHERE entity_id = '{}' AND note LIKE '%-> completed%'",
+                task.id
+            ))
+            .await;
+        assert_eq!(entries, 1, "one completion entry for {}", task.id);
+        let dir = server.task_dir(&task.id);
+        eventually("output.json", || dir.join("output.json").is_file()).await;
+    }
+    // Both slots are free again: the stream takes the next task.
+    let c = enqueue(&mut tasks, spec("After the batch")).await;
+    assert_eq!(next_assignment(&mut stream).await.task.unwrap().id, c.id);
+}
+
+#[tokio::test]
+async fn complete_tasks_refuses_an_oversized_batch() {
+    let server = TestServer::start().await;
+    let mut workers = server.workers().await;
+    let requests =
+        (0..1001).map(|i| pb::CompleteTaskRequest { lease_id: format!("lease-{i}"), result: None }).collect();
+    let status = workers.complete_tasks(pb::CompleteTasksRequest { requests }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("requests"), "{}", status.message());
+}
+
+/// The lease's audit entry, exactly. On PostgreSQL a plain claim writes it in SQL and a claim of keyed tasks in
+/// Rust: both must read the same, here and in the keyed claim below.
+async fn lease_entry_of(server: &TestServer, task_id: &str) -> pb::AuditEvent {
+    let mut audit = control_tower::pb::audit_service_client::AuditServiceClient::new(server.channel().await);
+    let filter = pb::AuditFilter { entity_id: task_id.into(), action: "status_changed".into(), ..Default::default() };
+    let events = audit
+        .list_audit_events(pb::ListAuditEventsRequest {
+            filter: Some(filter),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let mut leases: Vec<_> = events.into_iter().filter(|e| e.note.contains("-> running")).collect();
+    assert_eq!(leases.len(), 1, "one lease entry for {task_id}");
+    leases.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_lease_writes_the_same_audit_entry_with_or_without_a_concurrency_key() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let plain = enqueue(&mut tasks, spec("Leased the plain way")).await;
+    let mut keyed_spec = spec("Leased under a key");
+    keyed_spec.concurrency_key = "entry-key".into();
+    let keyed = enqueue(&mut tasks, keyed_spec).await;
+    let mut stream = pull(&mut workers, "entry-worker", 2).await;
+    next_assignment(&mut stream).await;
+    next_assignment(&mut stream).await;
+
+    for (task, key) in [(&plain, serde_json::Value::Null), (&keyed, serde_json::json!("entry-key"))] {
+        let entry = lease_entry_of(&server, &task.id).await;
+        assert_eq!((entry.actor_kind.as_str(), entry.actor_id.as_str()), ("system", "entry-worker"));
+        assert_eq!((entry.entity_kind.as_str(), entry.trace_id.as_str()), ("Task", task.trace_id.as_str()));
+        assert_eq!(
+            entry.note,
+            format!(
+                "Status changed: queued -> running: leased to entry-worker (attempt 1 of {})",
+                task.spec.as_ref().unwrap().max_attempts
+            )
+        );
+        let json = control_tower::json::struct_to_json;
+        assert_eq!(json(entry.before.unwrap()), serde_json::json!({ "status": "queued" }));
+        assert_eq!(
+            json(entry.after.unwrap()),
+            serde_json::json!({ "status": "running", "worker_id": "entry-worker", "attempt": 1, "concurrency_key": key })
+        );
+    }
+}

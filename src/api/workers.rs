@@ -9,6 +9,7 @@ use std::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
+    api::tasks::item_error,
     auth::{self, Identity, Role},
     convert::timestamp,
     dispatch::{PullOptions, TaskStream, open_stream},
@@ -19,12 +20,17 @@ use crate::{
     pb::{self, worker_service_server::WorkerService},
     server::AppState,
     spec::OPERATIONS,
-    store::{entity::task::TaskStatus, tasks},
+    store::{
+        entity::task::{Model as TaskRow, TaskStatus},
+        tasks,
+    },
     trace::validate_file_name,
 };
 
 const MAX_IN_FLIGHT: i32 = 1000;
 const MAX_LEASES_PER_HEARTBEAT: usize = 1000;
+/// Most items in one CompleteTasks call.
+const MAX_COMPLETIONS: usize = 1000;
 const MAX_ERROR_CHARS: usize = 16_000;
 /// How long a PushTrace stream trusts a lease check before asking the database again.
 const LEASE_RECHECK: Duration = Duration::from_secs(1);
@@ -51,17 +57,82 @@ impl WorkerServiceImpl {
     async fn complete(&self, request: Request<pb::CompleteTaskRequest>) -> Result<pb::Task> {
         let caller = auth::caller(&request);
         let request = request.into_inner();
-        require_lease(&request.lease_id)?;
-        self.ensure_lease_holder(caller.as_deref(), &request.lease_id).await?;
-        let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
-        let state = &self.state;
-        let settled = state.completions.complete(&request.lease_id, result).await?;
+        let item = self.completion(caller.as_deref(), request).await?;
+        let settled = self.state.completions.complete(&item.0, item.1).await?;
         if settled.recorded {
-            tracing::info!(task_id = %settled.task.id, trace_id = %settled.task.trace_id, "task completed");
-            state.dispatcher.lease_ended(&request.lease_id);
-            state.dispatcher.record_outcome(&settled.task).await;
+            self.completed(std::slice::from_ref(&settled.task)).await;
         }
         Ok(settled.task.into())
+    }
+
+    /// Each item is checked and settled as CompleteTask would; the valid ones join the same group commit.
+    async fn complete_batch(&self, request: Request<pb::CompleteTasksRequest>) -> Result<pb::CompleteTasksResponse> {
+        let caller = auth::caller(&request);
+        let requests = request.into_inner().requests;
+        if requests.len() > MAX_COMPLETIONS {
+            return Err(Error::invalid(
+                "requests",
+                format!("must hold at most {MAX_COMPLETIONS} items, got {}", requests.len()),
+            ));
+        }
+        let mut checked: Vec<Result<usize>> = Vec::with_capacity(requests.len());
+        let mut items = Vec::new();
+        for request in requests {
+            match self.completion(caller.as_deref(), request).await {
+                Ok(item) => {
+                    checked.push(Ok(items.len()));
+                    items.push(item);
+                }
+                Err(err) => checked.push(Err(err)),
+            }
+        }
+        let mut settled: Vec<Option<Result<tasks::Settled>>> =
+            self.state.completions.complete_all(items).await.into_iter().map(Some).collect();
+        let recorded: Vec<_> =
+            settled.iter().flatten().flatten().filter(|s| s.recorded).map(|s| s.task.clone()).collect();
+        self.completed(&recorded).await;
+        let results = checked
+            .into_iter()
+            .map(|checked| {
+                let outcome = match checked {
+                    Ok(index) => match settled[index].take() {
+                        Some(Ok(settled)) => pb::complete_task_result::Outcome::Task(settled.task.into()),
+                        Some(Err(err)) => pb::complete_task_result::Outcome::Error(item_error(err)),
+                        None => pb::complete_task_result::Outcome::Error(item_error(Error::internal(
+                            "complete",
+                            "an item was answered twice",
+                        ))),
+                    },
+                    Err(err) => pb::complete_task_result::Outcome::Error(item_error(err)),
+                };
+                pb::CompleteTaskResult { outcome: Some(outcome) }
+            })
+            .collect();
+        Ok(pb::CompleteTasksResponse { results })
+    }
+
+    /// A completion the caller may make, as (lease, result).
+    async fn completion(
+        &self,
+        caller: Option<&Identity>,
+        request: pb::CompleteTaskRequest,
+    ) -> Result<(String, serde_json::Value)> {
+        require_lease(&request.lease_id)?;
+        self.ensure_lease_holder(caller, &request.lease_id).await?;
+        let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
+        Ok((request.lease_id, result))
+    }
+
+    /// After completions were recorded: free their slots and write their `output.json` files.
+    async fn completed(&self, tasks: &[TaskRow]) {
+        let dispatcher = &self.state.dispatcher;
+        for task in tasks {
+            tracing::info!(task_id = %task.id, trace_id = %task.trace_id, "task completed");
+            if let Some(lease_id) = &task.lease_id {
+                dispatcher.lease_ended(lease_id);
+            }
+        }
+        dispatcher.record_outcomes(tasks).await;
     }
 
     async fn fail(&self, request: Request<pb::FailTaskRequest>) -> Result<pb::Task> {
@@ -245,6 +316,14 @@ impl WorkerService for WorkerServiceImpl {
     #[tracing::instrument(skip_all)]
     async fn complete_task(&self, request: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::Task>, Status> {
         Ok(Response::new(self.complete(request).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(items = request.get_ref().requests.len()))]
+    async fn complete_tasks(
+        &self,
+        request: Request<pb::CompleteTasksRequest>,
+    ) -> Result<Response<pb::CompleteTasksResponse>, Status> {
+        Ok(Response::new(self.complete_batch(request).await?))
     }
 
     #[tracing::instrument(skip_all)]

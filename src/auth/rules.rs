@@ -39,9 +39,10 @@ fn rule(path: &str) -> Option<Access> {
         ("controltower.v1.TaskService", "EnqueueTask" | "EnqueueTasks") => WRITERS,
         ("controltower.v1.TaskService", "GetTask" | "ListTasks" | "WatchTasks") => READERS,
         ("controltower.v1.TaskService", "CancelTask") => OPERATORS,
-        ("controltower.v1.WorkerService", "PullTasks" | "Heartbeat" | "CompleteTask" | "FailTask" | "PushTrace") => {
-            &[Operator, Worker]
-        }
+        (
+            "controltower.v1.WorkerService",
+            "PullTasks" | "Heartbeat" | "CompleteTask" | "CompleteTasks" | "FailTask" | "PushTrace",
+        ) => &[Operator, Worker],
         ("controltower.v1.CwomService", m) if m.starts_with("Get") || m.starts_with("List") => READERS,
         ("controltower.v1.CwomService", m)
             if ["Create", "Update", "Link", "Unlink"].iter().any(|verb| m.starts_with(verb)) =>

@@ -27,6 +27,8 @@ impl Batch for Claim {
     type Item = ClaimRequest;
     type Output = Claimed;
     const NAME: &'static str = "claim";
+    /// A claim is a chain of round trips; overlapping claims keep the database busy meanwhile.
+    const POSTGRES_COMMITTERS: usize = 4;
 
     async fn all(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Result<Claimed>>> {
         let claimed = tasks::claim_many(&self.db, self.clock.now(), &requests).await?;

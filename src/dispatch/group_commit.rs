@@ -16,6 +16,9 @@ pub trait Batch: Send + Sync + 'static {
     type Output: Send + 'static;
     /// What the log calls the operation.
     const NAME: &'static str;
+    /// Groups committed at once on PostgreSQL. Overlapping commits keep the database busy while one group is on
+    /// the wire, but split what arrives into smaller groups, and a statement's fixed cost is paid per group.
+    const POSTGRES_COMMITTERS: usize;
 
     /// Writes the group in one transaction; one outcome per item, in order. An error is an error of the whole
     /// transaction, after which every item is written alone, so that one bad item fails only itself.
@@ -41,12 +44,12 @@ impl<B: Batch> Clone for GroupCommit<B> {
 }
 
 impl<B: Batch> GroupCommit<B> {
-    /// One committer on SQLite (one writer anyway); several on PostgreSQL, whose commits can overlap.
+    /// One committer on SQLite (one writer anyway); `B::POSTGRES_COMMITTERS` on PostgreSQL.
     pub fn spawn(backend: DatabaseBackend, batch: B, max_group: usize) -> Self {
         let (jobs, rx) = mpsc::channel(4 * max_group);
         let rx = Arc::new(Mutex::new(rx));
         let batch = Arc::new(batch);
-        let committers = if backend == DatabaseBackend::Postgres { 4 } else { 1 };
+        let committers = if backend == DatabaseBackend::Postgres { B::POSTGRES_COMMITTERS } else { 1 };
         for _ in 0..committers {
             tokio::spawn(commit_loop(batch.clone(), rx.clone(), max_group));
         }
@@ -55,10 +58,33 @@ impl<B: Batch> GroupCommit<B> {
 
     pub async fn submit(&self, item: B::Item) -> Result<B::Output> {
         let (reply, outcome) = oneshot::channel();
-        let gone = || Error::Unavailable("the server is shutting down".into());
         self.jobs.send(Job { item, reply }).await.map_err(|_| gone())?;
         outcome.await.map_err(|_| gone())?
     }
+
+    /// Submits several items at once, so that they join the same group; one outcome per item, in order.
+    pub async fn submit_all(&self, items: Vec<B::Item>) -> Vec<Result<B::Output>> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let (reply, outcome) = oneshot::channel();
+            outcomes.push(match self.jobs.send(Job { item, reply }).await {
+                Ok(()) => Some(outcome),
+                Err(_) => None,
+            });
+        }
+        let mut results = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            results.push(match outcome {
+                Some(outcome) => outcome.await.unwrap_or_else(|_| Err(gone())),
+                None => Err(gone()),
+            });
+        }
+        results
+    }
+}
+
+fn gone() -> Error {
+    Error::Unavailable("the server is shutting down".into())
 }
 
 async fn commit_loop<B: Batch>(batch: Arc<B>, jobs: Arc<Mutex<mpsc::Receiver<Job<B>>>>, max_group: usize) {

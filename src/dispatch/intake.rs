@@ -23,6 +23,7 @@ impl Batch for Enqueue {
     type Item = (NewTask, EnqueueContext);
     type Output = Enqueued;
     const NAME: &'static str = "enqueue";
+    const POSTGRES_COMMITTERS: usize = 4;
 
     async fn all(&self, items: Vec<Self::Item>) -> Result<Vec<Result<Enqueued>>> {
         let enqueued = tasks::enqueue_many(&self.db, self.clock.now(), items).await?;

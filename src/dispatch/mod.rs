@@ -154,9 +154,16 @@ const MAX_WAKEUPS: usize = 100_000;
 const MAX_WITHDRAWN_EARLY: usize = 10_000;
 
 impl Dispatcher {
-    pub fn new(db: DatabaseConnection, clock: SharedClock, traces: TraceStore, config: DispatchConfig) -> Arc<Self> {
+    /// `claim_db` is where claims run (see `store::db::connect_claims`).
+    pub fn new(
+        db: DatabaseConnection,
+        claim_db: DatabaseConnection,
+        clock: SharedClock,
+        traces: TraceStore,
+        config: DispatchConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            claims: claimer::Claims::spawn(db.clone(), clock.clone()),
+            claims: claimer::Claims::spawn(claim_db, clock.clone()),
             db,
             clock,
             traces,
@@ -288,18 +295,35 @@ impl Dispatcher {
     /// Writes `output.json` for a task that ended after being leased at least once and, when the task has a work
     /// model and ran to an end, records each file of its trace folder as an Artifact of its last run.
     pub async fn record_outcome(&self, task: &TaskRow) {
-        if !task.status.is_terminal() || task.attempt == 0 {
+        self.record_outcomes(std::slice::from_ref(task)).await;
+    }
+
+    /// `record_outcome` for several tasks, their `output.json` files written in one blocking job.
+    pub async fn record_outcomes(&self, tasks: &[TaskRow]) {
+        let ended: Vec<&TaskRow> = tasks.iter().filter(|t| t.status.is_terminal() && t.attempt > 0).collect();
+        if ended.is_empty() {
             return;
         }
-        if let Err(err) = self.traces.write_output(&task.id, &output_document(task)).await {
-            tracing::error!(task_id = %task.id, error = %err, "could not write output.json");
-            return;
-        }
-        if task.cwom_issue_id.is_none() || task.status == TaskStatus::Cancelled {
-            return;
-        }
-        if let Err(err) = self.record_artifacts(task).await {
-            tracing::error!(task_id = %task.id, error = %err, "could not record the trace files as artifacts");
+        let documents: Vec<_> = ended.iter().map(|t| output_document(t)).collect();
+        let outputs = ended.iter().zip(&documents).map(|(t, document)| (t.id.clone(), document)).collect();
+        let written = match self.traces.write_outputs(outputs).await {
+            Ok(written) => written,
+            Err(err) => {
+                tracing::error!(error = %err, tasks = ended.len(), "could not write output.json files");
+                return;
+            }
+        };
+        for (task, written) in ended.into_iter().zip(written) {
+            if let Err(err) = written {
+                tracing::error!(task_id = %task.id, error = %err, "could not write output.json");
+                continue;
+            }
+            if task.cwom_issue_id.is_none() || task.status == TaskStatus::Cancelled {
+                continue;
+            }
+            if let Err(err) = self.record_artifacts(task).await {
+                tracing::error!(task_id = %task.id, error = %err, "could not record the trace files as artifacts");
+            }
         }
     }
 

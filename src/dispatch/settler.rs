@@ -22,6 +22,9 @@ impl Batch for Completion {
     type Item = (String, Json);
     type Output = Settled;
     const NAME: &'static str = "complete";
+    /// A group of completions is one statement. One committer makes the groups about 2.5 times larger (3.8 to 9.7
+    /// tasks in a 4 x 16 drain) and cuts PostgreSQL's execution time for them by 40% (see BENCHMARKS.md).
+    const POSTGRES_COMMITTERS: usize = 1;
 
     async fn all(&self, items: Vec<Self::Item>) -> Result<Vec<Result<Settled>>> {
         tasks::complete_many(&self.db, self.clock.now(), items).await
@@ -42,5 +45,10 @@ impl Completions {
 
     pub async fn complete(&self, lease_id: &str, result: Json) -> Result<Settled> {
         self.0.submit((lease_id.to_owned(), result)).await
+    }
+
+    /// Completions of a CompleteTasks call: one outcome per (lease, result), in order.
+    pub async fn complete_all(&self, items: Vec<(String, Json)>) -> Vec<Result<Settled>> {
+        self.0.submit_all(items).await
     }
 }

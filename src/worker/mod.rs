@@ -3,6 +3,7 @@
 //! away, and on shutdown stops taking work, lets running tasks finish within a grace period, then releases the
 //! rest by closing its stream.
 
+mod complete;
 pub mod exec;
 pub mod handler;
 mod upload;
@@ -27,6 +28,7 @@ use crate::{
     client::{self, Authed, BearerToken, ClientTls},
     json::json_to_struct,
     pb::{self, pull_tasks_response::Event, worker_service_client::WorkerServiceClient},
+    worker::complete::Completer,
 };
 
 /// The worker's client: every call carries its bearer token.
@@ -128,6 +130,7 @@ async fn session(
         max_in_flight: i32::try_from(config.concurrency.max(1)).unwrap_or(i32::MAX),
     };
     let mut stream = client.clone().pull_tasks(request).await?.into_inner();
+    let completer = Completer::spawn(client.clone());
     tracing::info!(server = %config.server, worker_id = %config.worker_id, concurrency = config.concurrency, "connected");
 
     let running: Running = Arc::default();
@@ -167,6 +170,7 @@ async fn session(
                     }
                     let job = run_task(
                         client.clone(),
+                        completer.clone(),
                         handler.clone(),
                         assignment,
                         cancel,
@@ -290,6 +294,7 @@ async fn heartbeat_loop(
 )]
 async fn run_task(
     client: Client,
+    completer: Completer,
     handler: Arc<dyn Handler>,
     assignment: pb::TaskAssignment,
     cancel: CancellationToken,
@@ -337,12 +342,7 @@ async fn run_task(
         }
         Outcome::Completed(result) => {
             let request = pb::CompleteTaskRequest { lease_id: lease_id.clone(), result: Some(json_to_struct(&result)) };
-            settle(|| {
-                let mut client = client.clone();
-                let request = with_trace_id(request.clone(), &trace_id);
-                async move { client.complete_task(request).await }
-            })
-            .await
+            completer.complete(request, &trace_id).await
         }
         Outcome::Failed { error, retryable } => {
             let request = pb::FailTaskRequest { lease_id: lease_id.clone(), error, retryable };
@@ -373,10 +373,10 @@ fn with_trace_id<T>(message: T, trace_id: &str) -> tonic::Request<T> {
 /// Calls a settle RPC, retrying transient failures (the server restarting, a broken connection) until the
 /// settle deadline. Repeating is safe: the server answers a repeated settlement of the same lease with the
 /// recorded task.
-async fn settle<F, Fut>(call: F) -> Result<pb::Task, Status>
+async fn settle<T, F, Fut>(call: F) -> Result<T, Status>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Response<pb::Task>, Status>>,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
     let mut delay = Duration::from_millis(100);

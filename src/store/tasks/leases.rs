@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, Statement, TransactionTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, Statement, TransactionTrait,
     sea_query::{BinOper, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SqliteQueryBuilder},
 };
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use super::{ENTITY_KIND, status_is, status_unindexed};
 use crate::{
@@ -53,23 +53,30 @@ pub struct Claimed {
 /// Per claim, three steps: pick candidates (on PostgreSQL locked with FOR UPDATE SKIP LOCKED, so concurrent
 /// claimers on any server pass each other by), admit keyed candidates per key while holding that key's lock (a
 /// transaction-scoped advisory lock on PostgreSQL; SQLite has a single writer), then lease the admitted rows.
+///
+/// On PostgreSQL, `db` must be a pool made by `store::db::connect_claims`, whose sessions plan as the claim needs.
 pub async fn claim_many(db: &DatabaseConnection, now: Micros, requests: &[ClaimRequest]) -> Result<Vec<Claimed>> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        return claim_many_postgres(db, now, requests).await;
+    }
+    claim_in_transaction(db, now, requests).await
+}
+
+/// The claim as one transaction of several statements: candidates, admission under key locks, lease, audit.
+async fn claim_in_transaction(db: &DatabaseConnection, now: Micros, requests: &[ClaimRequest]) -> Result<Vec<Claimed>> {
     let txn = db.begin().await?;
-    steer_planner(&txn).await?;
     let mut key_locks = KeyLocks::default();
     let mut results = Vec::with_capacity(requests.len());
     let mut entries = Vec::new();
-    // Operation filters whose eligible tasks ran out in this transaction; `None` stands for every operation.
-    let mut exhausted: Vec<Option<&[String]>> = Vec::new();
+    let mut exhausted = Exhausted::default();
     for req in requests {
-        let filter = (!req.operations.is_empty()).then_some(req.operations.as_slice());
-        if exhausted.iter().any(|e| e.is_none() || *e == filter) {
+        if exhausted.covers(req) {
             results.push(Claimed::default());
             continue;
         }
         let candidates = candidates(&txn, now, req).await?;
         if (candidates.len() as u64) < req.limit {
-            exhausted.push(filter);
+            exhausted.add(req);
         }
         if candidates.is_empty() {
             results.push(Claimed::default());
@@ -79,15 +86,7 @@ pub async fn claim_many(db: &DatabaseConnection, now: Micros, requests: &[ClaimR
         let mut claimed = lease(&txn, now, req, &admitted).await?;
         let actor = Actor::worker(&req.worker_id);
         entries.extend(claimed.iter().map(|t| {
-            Entry::status_changed(
-                actor.clone(),
-                ENTITY_KIND,
-                &t.id,
-                ("queued", "running"),
-                json!({ "worker_id": req.worker_id, "attempt": t.attempt, "concurrency_key": t.concurrency_key }),
-                Some(&format!("leased to {} (attempt {} of {})", req.worker_id, t.attempt, t.max_attempts)),
-                &t.trace_id,
-            )
+            lease_entry(&req.worker_id, &t.id, t.attempt, t.max_attempts, t.concurrency_key.as_deref(), &t.trace_id)
         }));
         if claimed.iter().any(|t| t.cwom_issue_id.is_some()) {
             // The task's own entry comes first in the log, then what the lease did to its work model.
@@ -97,7 +96,7 @@ pub async fn claim_many(db: &DatabaseConnection, now: Micros, requests: &[ClaimR
                 task_model::on_leased(&txn, &change, task).await?;
             }
         }
-        claimed.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
+        sort_in_dispatch_order(&mut claimed);
         results.push(Claimed { tasks: claimed, capped });
     }
     audit::append(&txn, now, entries).await?;
@@ -105,20 +104,152 @@ pub async fn claim_many(db: &DatabaseConnection, now: Micros, requests: &[ClaimR
     Ok(results)
 }
 
-/// Keeps the claim on its indexes whatever the table statistics say. Just after a bulk load, before autovacuum has
-/// analyzed the table, PostgreSQL believes the queue empty and plans a sort of every queued row (measured: 50 ms per
-/// claim with 20,000 queued, instead of well under 1 ms). And every execution is planned with its values: a cached
-/// generic plan cannot see `LIMIT 16` and, once the queue is large, sorts every queued row instead of reading the
-/// claim index (190 ms per claim with 300,000 queued, against 2 ms). Transaction-local, so nothing else is affected.
-async fn steer_planner(txn: &DatabaseTransaction) -> Result<()> {
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        txn.execute_unprepared(
-            "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), \
-             set_config('enable_seqscan', 'off', true), set_config('plan_cache_mode', 'force_custom_plan', true)",
-        )
-        .await?;
+/// PostgreSQL: each claim first takes the plain way, one statement that picks the candidates, leases those without
+/// a concurrency key or a work model, and writes their audit entries (one round trip, committed on its own). Only
+/// when it picked keyed or work-model candidates does the rest of the claim take the general transaction, which
+/// admits keys under their locks and records the work model.
+async fn claim_many_postgres(db: &DatabaseConnection, now: Micros, requests: &[ClaimRequest]) -> Result<Vec<Claimed>> {
+    let mut results: Vec<Claimed> = Vec::with_capacity(requests.len());
+    let mut exhausted = Exhausted::default();
+    for req in requests {
+        if exhausted.covers(req) {
+            results.push(Claimed::default());
+            continue;
+        }
+        let (mut tasks, picked) = match claim_plain_postgres(db, now, req).await {
+            Ok(plain) => plain,
+            // What earlier claims of the group committed stands: their streams get their tasks.
+            Err(err) if results.iter().any(|r| !r.tasks.is_empty()) => {
+                tracing::warn!(error = %err, worker_id = %req.worker_id, "claim failed; the stream will look again");
+                results.push(Claimed::default());
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        let mut capped = 0;
+        if picked > tasks.len() {
+            let rest = ClaimRequest { limit: req.limit - tasks.len() as u64, ..req.clone() };
+            match claim_in_transaction(db, now, std::slice::from_ref(&rest)).await {
+                Ok(mut more) => {
+                    if let Some(more) = more.pop() {
+                        capped = more.capped;
+                        tasks.extend(more.tasks);
+                    }
+                }
+                // The plain leases are committed: push them; the stream looks again for the rest.
+                Err(err) if !tasks.is_empty() => {
+                    tracing::warn!(error = %err, worker_id = %req.worker_id, "claim of keyed tasks failed");
+                }
+                Err(err) => return Err(err),
+            }
+        } else if (picked as u64) < req.limit {
+            exhausted.add(req);
+        }
+        sort_in_dispatch_order(&mut tasks);
+        results.push(Claimed { tasks, capped });
     }
-    Ok(())
+    Ok(results)
+}
+
+/// Operation filters whose eligible tasks ran out during one group of claims: later claims of the group with the
+/// same filter, or any claim once every operation ran out, need not look. `None` stands for every operation.
+#[derive(Default)]
+struct Exhausted<'a>(Vec<Option<&'a [String]>>);
+
+impl<'a> Exhausted<'a> {
+    fn filter(req: &ClaimRequest) -> Option<&[String]> {
+        (!req.operations.is_empty()).then_some(req.operations.as_slice())
+    }
+
+    fn covers(&self, req: &ClaimRequest) -> bool {
+        let filter = Self::filter(req);
+        self.0.iter().any(|e| e.is_none() || *e == filter)
+    }
+
+    fn add(&mut self, req: &'a ClaimRequest) {
+        self.0.push(Self::filter(req));
+    }
+}
+
+/// Highest priority first, FIFO within a priority: the order a stream pushes its claimed tasks in.
+fn sort_in_dispatch_order(tasks: &mut [Model]) {
+    tasks.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
+}
+
+/// One statement: picks up to `limit` eligible candidates in dispatch order (locked, skipping rows other claimers
+/// hold), leases those without a concurrency key or a work model, and writes their audit entries, the same entries
+/// `claim_in_transaction` writes. Returns the leased tasks and how many candidates were picked.
+async fn claim_plain_postgres(db: &DatabaseConnection, now: Micros, req: &ClaimRequest) -> Result<(Vec<Model>, usize)> {
+    const SQL: &str = "WITH picked AS (\
+        SELECT id, concurrency_key, cwom_issue_id FROM tasks \
+        WHERE status = 'queued' AND run_after <= $1 \
+        AND (jsonb_array_length($2::jsonb) = 0 OR operation IN (SELECT jsonb_array_elements_text($2::jsonb))) \
+        AND (concurrency_key IS NULL OR (SELECT COUNT(*) FROM tasks r WHERE r.status = 'running' \
+             AND r.concurrency_key = tasks.concurrency_key) < $3) \
+        ORDER BY priority DESC, queued_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+        leased AS (\
+        UPDATE tasks SET status = 'running', lease_id = replace(gen_random_uuid()::text, '-', ''), \
+        lease_expires_at = $5, attempt = tasks.attempt + 1, worker_id = $6, started_at = $1, \
+        trace_path = $7 || tasks.id \
+        FROM picked WHERE tasks.id = picked.id \
+        AND picked.concurrency_key IS NULL AND picked.cwom_issue_id IS NULL \
+        RETURNING tasks.*), \
+        logged AS (INSERT INTO audit_log \
+        (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
+        SELECT $1, $8, $6, $9, $10, id, $11, \
+        jsonb_build_object('status', 'running', 'worker_id', $6::text, 'attempt', attempt, \
+                           'concurrency_key', concurrency_key), \
+        format('Status changed: queued -> running: leased to %s (attempt %s of %s)', $6::text, attempt, max_attempts), \
+        trace_id FROM leased ORDER BY priority DESC, queued_at, id) \
+        SELECT leased.*, counted.picked FROM (SELECT COUNT(*) AS picked FROM picked) counted \
+        LEFT JOIN leased ON true";
+    let template = lease_entry(&req.worker_id, "", 0, 0, None, "");
+    let values: [sea_orm::Value; 11] = [
+        now.into(),
+        Json::from(req.operations.clone()).into(),
+        i64::from(req.concurrency_limit).into(),
+        (req.limit as i64).into(),
+        (now + req.lease_timeout).into(),
+        req.worker_id.as_str().into(),
+        req.trace_uri_prefix.as_str().into(),
+        template.actor.kind.into(),
+        template.action.as_str().into(),
+        template.entity_kind.into(),
+        template.before.into(),
+    ];
+    let rows = db.query_all_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values)).await?;
+    let picked = match rows.first() {
+        Some(row) => row.try_get::<i64>("", "picked")? as usize,
+        None => 0,
+    };
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // The one row of a claim that leased nothing carries only the count.
+        if row.try_get::<Option<String>>("", "id")?.is_some() {
+            tasks.push(Model::from_query_result(row, "")?);
+        }
+    }
+    Ok((tasks, picked))
+}
+
+/// The audit entry of a lease; the plain PostgreSQL claim writes the same one in SQL.
+fn lease_entry(
+    worker_id: &str,
+    task_id: &str,
+    attempt: i32,
+    max_attempts: i32,
+    concurrency_key: Option<&str>,
+    trace_id: &str,
+) -> Entry {
+    Entry::status_changed(
+        Actor::worker(worker_id),
+        ENTITY_KIND,
+        task_id,
+        ("queued", "running"),
+        json!({ "worker_id": worker_id, "attempt": attempt, "concurrency_key": concurrency_key }),
+        Some(&format!("leased to {worker_id} (attempt {attempt} of {max_attempts})")),
+        trace_id,
+    )
 }
 
 /// Eligible queued tasks in dispatch order, skipping keys that are already full, as (id, concurrency key).

@@ -25,7 +25,7 @@ import {
 import { Duration } from "../../google/protobuf/duration";
 import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { Task } from "./tasks";
+import { ItemError, Task } from "./tasks";
 
 export const protobufPackage = "controltower.v1";
 
@@ -91,6 +91,20 @@ export interface HeartbeatResponse {
 export interface CompleteTaskRequest {
   leaseId: string;
   result?: { [key: string]: any } | undefined;
+}
+
+export interface CompleteTasksRequest {
+  /** At most 1000. */
+  requests: CompleteTaskRequest[];
+}
+
+export interface CompleteTaskResult {
+  outcome?: { $case: "task"; value: Task } | { $case: "error"; value: ItemError } | undefined;
+}
+
+export interface CompleteTasksResponse {
+  /** One result per request, in request order. */
+  results: CompleteTaskResult[];
 }
 
 export interface FailTaskRequest {
@@ -1002,6 +1016,249 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
   },
 };
 
+function createBaseCompleteTasksRequest(): CompleteTasksRequest {
+  return { requests: [] };
+}
+
+export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
+  encode(message: CompleteTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      CompleteTaskRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(CompleteTaskRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTasksRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => CompleteTaskRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CompleteTasksRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => CompleteTaskRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTasksRequest>, I>>(base?: I): CompleteTasksRequest {
+    return CompleteTasksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTasksRequest>, I>>(object: I): CompleteTasksRequest {
+    const message = createBaseCompleteTasksRequest();
+    message.requests = object.requests?.map((e) => CompleteTaskRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCompleteTaskResult(): CompleteTaskResult {
+  return { outcome: undefined };
+}
+
+export const CompleteTaskResult: MessageFns<CompleteTaskResult> = {
+  encode(message: CompleteTaskResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.outcome?.$case) {
+      case "task":
+        Task.encode(message.outcome.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ItemError.encode(message.outcome.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTaskResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTaskResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcome = { $case: "task", value: Task.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outcome = { $case: "error", value: ItemError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTaskResult {
+    return {
+      outcome: isSet(object.task)
+        ? { $case: "task", value: Task.fromJSON(object.task) }
+        : isSet(object.error)
+        ? { $case: "error", value: ItemError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: CompleteTaskResult): unknown {
+    const obj: any = {};
+    if (message.outcome?.$case === "task") {
+      obj.task = Task.toJSON(message.outcome.value);
+    } else if (message.outcome?.$case === "error") {
+      obj.error = ItemError.toJSON(message.outcome.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTaskResult>, I>>(base?: I): CompleteTaskResult {
+    return CompleteTaskResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTaskResult>, I>>(object: I): CompleteTaskResult {
+    const message = createBaseCompleteTaskResult();
+    switch (object.outcome?.$case) {
+      case "task": {
+        if (object.outcome?.value !== undefined && object.outcome?.value !== null) {
+          message.outcome = { $case: "task", value: Task.fromPartial(object.outcome.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.outcome?.value !== undefined && object.outcome?.value !== null) {
+          message.outcome = { $case: "error", value: ItemError.fromPartial(object.outcome.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCompleteTasksResponse(): CompleteTasksResponse {
+  return { results: [] };
+}
+
+export const CompleteTasksResponse: MessageFns<CompleteTasksResponse> = {
+  encode(message: CompleteTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CompleteTaskResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CompleteTaskResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTasksResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => CompleteTaskResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CompleteTasksResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => CompleteTaskResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTasksResponse>, I>>(base?: I): CompleteTasksResponse {
+    return CompleteTasksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTasksResponse>, I>>(object: I): CompleteTasksResponse {
+    const message = createBaseCompleteTasksResponse();
+    message.results = object.results?.map((e) => CompleteTaskResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseFailTaskRequest(): FailTaskRequest {
   return { leaseId: "", error: "", retryable: false };
 }
@@ -1481,6 +1738,20 @@ export const WorkerServiceService = {
     responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
     responseDeserialize: (value: Buffer): Task => Task.decode(value),
   },
+  /**
+   * Records several results in one call, for a worker that finishes many short tasks at once. Each item is settled
+   * as CompleteTask would settle it and fails alone, with the code CompleteTask would have returned.
+   */
+  completeTasks: {
+    path: "/controltower.v1.WorkerService/CompleteTasks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CompleteTasksRequest): Buffer => Buffer.from(CompleteTasksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompleteTasksRequest => CompleteTasksRequest.decode(value),
+    responseSerialize: (value: CompleteTasksResponse): Buffer =>
+      Buffer.from(CompleteTasksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompleteTasksResponse => CompleteTasksResponse.decode(value),
+  },
   /** Records a failure. Retryable failures go back to the queue with backoff until the attempts run out. */
   failTask: {
     path: "/controltower.v1.WorkerService/FailTask" as const,
@@ -1516,6 +1787,11 @@ export interface WorkerServiceServer extends UntypedServiceImplementation {
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   /** Records the result. Only the current lease may complete a task (FAILED_PRECONDITION otherwise). */
   completeTask: handleUnaryCall<CompleteTaskRequest, Task>;
+  /**
+   * Records several results in one call, for a worker that finishes many short tasks at once. Each item is settled
+   * as CompleteTask would settle it and fails alone, with the code CompleteTask would have returned.
+   */
+  completeTasks: handleUnaryCall<CompleteTasksRequest, CompleteTasksResponse>;
   /** Records a failure. Retryable failures go back to the queue with backoff until the attempts run out. */
   failTask: handleUnaryCall<FailTaskRequest, Task>;
   /**
@@ -1567,6 +1843,25 @@ export interface WorkerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /**
+   * Records several results in one call, for a worker that finishes many short tasks at once. Each item is settled
+   * as CompleteTask would settle it and fails alone, with the code CompleteTask would have returned.
+   */
+  completeTasks(
+    request: CompleteTasksRequest,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
+  ): ClientUnaryCall;
+  completeTasks(
+    request: CompleteTasksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
+  ): ClientUnaryCall;
+  completeTasks(
+    request: CompleteTasksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
   ): ClientUnaryCall;
   /** Records a failure. Retryable failures go back to the queue with backoff until the attempts run out. */
   failTask(request: FailTaskRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;

@@ -92,6 +92,26 @@ class CompleteTaskRequest(_message.Message):
     result: _struct_pb2.Struct
     def __init__(self, lease_id: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
+class CompleteTasksRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[CompleteTaskRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class CompleteTaskResult(_message.Message):
+    __slots__ = ("task", "error")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    task: _tasks_pb2.Task
+    error: _tasks_pb2.ItemError
+    def __init__(self, task: _Optional[_Union[_tasks_pb2.Task, _Mapping]] = ..., error: _Optional[_Union[_tasks_pb2.ItemError, _Mapping]] = ...) -> None: ...
+
+class CompleteTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CompleteTaskResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CompleteTaskResult, _Mapping]]] = ...) -> None: ...
+
 class FailTaskRequest(_message.Message):
     __slots__ = ("lease_id", "error", "retryable")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]

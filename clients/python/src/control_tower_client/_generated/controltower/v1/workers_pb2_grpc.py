@@ -52,6 +52,11 @@ class WorkerServiceStub:
                 request_serializer=controltower_dot_v1_dot_workers__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=controltower_dot_v1_dot_tasks__pb2.Task.FromString,
                 _registered_method=True)
+        self.CompleteTasks = channel.unary_unary(
+                '/controltower.v1.WorkerService/CompleteTasks',
+                request_serializer=controltower_dot_v1_dot_workers__pb2.CompleteTasksRequest.SerializeToString,
+                response_deserializer=controltower_dot_v1_dot_workers__pb2.CompleteTasksResponse.FromString,
+                _registered_method=True)
         self.FailTask = channel.unary_unary(
                 '/controltower.v1.WorkerService/FailTask',
                 request_serializer=controltower_dot_v1_dot_workers__pb2.FailTaskRequest.SerializeToString,
@@ -91,6 +96,14 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteTasks(self, request, context):
+        """Records several results in one call, for a worker that finishes many short tasks at once. Each item is settled
+        as CompleteTask would settle it and fails alone, with the code CompleteTask would have returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FailTask(self, request, context):
         """Records a failure. Retryable failures go back to the queue with backoff until the attempts run out.
         """
@@ -123,6 +136,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=controltower_dot_v1_dot_workers__pb2.CompleteTaskRequest.FromString,
                     response_serializer=controltower_dot_v1_dot_tasks__pb2.Task.SerializeToString,
+            ),
+            'CompleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTasks,
+                    request_deserializer=controltower_dot_v1_dot_workers__pb2.CompleteTasksRequest.FromString,
+                    response_serializer=controltower_dot_v1_dot_workers__pb2.CompleteTasksResponse.SerializeToString,
             ),
             'FailTask': grpc.unary_unary_rpc_method_handler(
                     servicer.FailTask,
@@ -218,6 +236,33 @@ class WorkerService:
             '/controltower.v1.WorkerService/CompleteTask',
             controltower_dot_v1_dot_workers__pb2.CompleteTaskRequest.SerializeToString,
             controltower_dot_v1_dot_tasks__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/controltower.v1.WorkerService/CompleteTasks',
+            controltower_dot_v1_dot_workers__pb2.CompleteTasksRequest.SerializeToString,
+            controltower_dot_v1_dot_workers__pb2.CompleteTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
