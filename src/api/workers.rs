@@ -57,8 +57,8 @@ impl WorkerServiceImpl {
     async fn complete(&self, request: Request<pb::CompleteTaskRequest>) -> Result<pb::Task> {
         let caller = auth::caller(&request);
         let request = request.into_inner();
-        let item = self.completion(caller.as_deref(), request).await?;
-        let settled = self.state.completions.complete(&item.0, item.1).await?;
+        let (lease_id, result) = self.completion(caller.as_deref(), request).await?;
+        let settled = self.state.completions.complete(&lease_id, result).await?;
         if settled.recorded {
             self.completed(std::slice::from_ref(&settled.task)).await;
         }

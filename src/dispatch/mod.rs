@@ -305,7 +305,7 @@ impl Dispatcher {
             return;
         }
         let documents: Vec<_> = ended.iter().map(|t| output_document(t)).collect();
-        let outputs = ended.iter().zip(&documents).map(|(t, document)| (t.id.clone(), document)).collect();
+        let outputs = ended.iter().zip(&documents).map(|(t, document)| (t.id.as_str(), document)).collect();
         let written = match self.traces.write_outputs(outputs).await {
             Ok(written) => written,
             Err(err) => {

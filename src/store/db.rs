@@ -18,13 +18,7 @@ pub fn is_sqlite(url: &str) -> bool {
 /// Opens a pool. SQLite gets WAL, a busy timeout and a single connection (one writer; the in-process pool
 /// serialises writers instead of letting them fail with SQLITE_BUSY). PostgreSQL gets `max_connections`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10))
-        // A liveness round trip before every checkout would double the latency of every query.
-        .test_before_acquire(false);
+    let mut options = pool_options(url);
     if is_sqlite(url) {
         options
             .max_connections(1)
@@ -48,6 +42,18 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
+/// What every pool of the server shares: timeouts, and no query logging.
+fn pool_options(url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10))
+        // A liveness round trip before every checkout would double the latency of every query.
+        .test_before_acquire(false);
+    options
+}
+
 /// Connections of the claim pool on PostgreSQL: one per overlapping claim (see `dispatch::claimer`).
 pub const CLAIM_CONNECTIONS: u32 = 4;
 
@@ -62,25 +68,18 @@ pub async fn connect_claims(url: &str, db: &DatabaseConnection) -> Result<Databa
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(db.clone());
     }
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10))
-        .test_before_acquire(false)
-        .max_connections(CLAIM_CONNECTIONS)
-        .min_connections(1)
-        .map_sqlx_postgres_opts(|opts| {
-            opts.options([
-                ("enable_sort", "off"),
-                ("enable_bitmapscan", "off"),
-                ("enable_seqscan", "off"),
-                ("plan_cache_mode", "force_custom_plan"),
-                // The disabled plan types cost what PostgreSQL calls prohibitive, which can lift a plan's estimate
-                // over the JIT threshold: measured 1.5 s of compiling per claim. A claim reads a handful of rows.
-                ("jit", "off"),
-            ])
-        });
+    let mut options = pool_options(url);
+    options.max_connections(CLAIM_CONNECTIONS).min_connections(1).map_sqlx_postgres_opts(|opts| {
+        opts.options([
+            ("enable_sort", "off"),
+            ("enable_bitmapscan", "off"),
+            ("enable_seqscan", "off"),
+            ("plan_cache_mode", "force_custom_plan"),
+            // The disabled plan types cost what PostgreSQL calls prohibitive, which can lift a plan's estimate
+            // over the JIT threshold: measured 1.5 s of compiling per claim. A claim reads a handful of rows.
+            ("jit", "off"),
+        ])
+    });
     Database::connect(options).await
 }
 

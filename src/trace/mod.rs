@@ -115,20 +115,20 @@ impl TraceStore {
 
     /// Writes `output.json`: the result or the error the task ended with. The task takes no more uploads' usage.
     pub async fn write_output(&self, task_id: &str, output: &Json) -> io::Result<()> {
-        let mut written = self.write_outputs(vec![(task_id.to_owned(), output)]).await?;
+        let mut written = self.write_outputs(vec![(task_id, output)]).await?;
         written.pop().unwrap_or_else(|| Err(io::Error::other("no outcome")))
     }
 
     /// `write_output` for several tasks, in one blocking job; one outcome per task, in order.
-    pub async fn write_outputs(&self, outputs: Vec<(String, &Json)>) -> io::Result<Vec<io::Result<()>>> {
+    pub async fn write_outputs(&self, outputs: Vec<(&str, &Json)>) -> io::Result<Vec<io::Result<()>>> {
         if let Ok(mut usage) = self.usage.lock() {
             for (task_id, _) in &outputs {
-                usage.remove(task_id);
+                usage.remove(*task_id);
             }
         }
         let files: Vec<(PathBuf, serde_json::Result<Vec<u8>>)> = outputs
             .into_iter()
-            .map(|(task_id, output)| (self.task_dir(&task_id), serde_json::to_vec_pretty(output)))
+            .map(|(task_id, output)| (self.task_dir(task_id), serde_json::to_vec_pretty(output)))
             .collect();
         tokio::task::spawn_blocking(move || {
             files
