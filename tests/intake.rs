@@ -370,6 +370,69 @@ async fn list_tasks_filters_and_pages_newest_first() {
     server.stop().await;
 }
 
+/// Filters on a task's immutable attributes page newest first and combine with its status, whichever way the task
+/// came in: one by one, with a work model, or in a batch.
+#[tokio::test]
+async fn filtered_lists_page_and_combine_with_status_whichever_way_tasks_came_in() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let docs = |objective: &str| {
+        let mut s = spec(objective);
+        s.operation = "docs".into();
+        s
+    };
+    let mut expected = vec![enqueue(&mut tasks, docs("Docs one by one")).await.id];
+    let with_model = pb::EnqueueTaskRequest { spec: Some(docs("Docs with a work model")), create_cwom: true };
+    expected.push(tasks.enqueue_task(with_model).await.unwrap().into_inner().task.unwrap().id);
+    let requests =
+        (0..6).map(|i| request(if i % 2 == 0 { docs(&format!("Batch {i}")) } else { spec("Other") })).collect();
+    let results = tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap().into_inner().results;
+    for (i, result) in results.into_iter().enumerate() {
+        let Some(pb::enqueue_task_result::Outcome::Enqueued(enqueued)) = result.outcome else { panic!("item {i}") };
+        if i % 2 == 0 {
+            expected.push(enqueued.task.unwrap().id);
+        }
+    }
+    expected.reverse();
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = pb::ListTasksRequest {
+            operation: "docs".into(),
+            requested_by_kind: "agent".into(),
+            target_repo: "acme/widgets".into(),
+            page_size: 2,
+            page_token: token,
+            ..Default::default()
+        };
+        let page = tasks.list_tasks(request).await.unwrap().into_inner();
+        assert!(page.tasks.len() <= 2);
+        seen.extend(page.tasks.iter().map(|t| t.id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, expected, "every docs task, newest first, each once");
+
+    // The oldest docs task runs; the status filter splits the docs tasks.
+    let mut workers = server.workers().await;
+    let mut stream = pull(&mut workers, "docs-worker", 1).await;
+    let running = next_assignment(&mut stream).await.task.unwrap().id;
+    assert_eq!(&running, expected.last().unwrap());
+    let by_status = |status: pb::TaskStatus| pb::ListTasksRequest {
+        operation: "docs".into(),
+        status: status as i32,
+        ..Default::default()
+    };
+    let listed = tasks.list_tasks(by_status(pb::TaskStatus::Running)).await.unwrap().into_inner().tasks;
+    assert_eq!(listed.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), [running]);
+    let listed = tasks.list_tasks(by_status(pb::TaskStatus::Queued)).await.unwrap().into_inner().tasks;
+    assert_eq!(listed.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), expected[..expected.len() - 1]);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn cancel_a_queued_task() {
     let server = TestServer::start().await;

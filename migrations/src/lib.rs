@@ -14,6 +14,8 @@ mod m20261121_000006_concurrency_keys;
 mod m20261121_000007_audit_seals;
 mod m20261121_000008_drop_audit_action_index;
 mod m20261121_000009_partial_task_indexes;
+mod m20261121_000010_drop_task_trace_id_index;
+mod m20261121_000011_task_filters;
 
 pub struct Migrator;
 
@@ -30,6 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000007_audit_seals::Migration),
             Box::new(m20261121_000008_drop_audit_action_index::Migration),
             Box::new(m20261121_000009_partial_task_indexes::Migration),
+            Box::new(m20261121_000010_drop_task_trace_id_index::Migration),
+            Box::new(m20261121_000011_task_filters::Migration),
         ]
     }
 }

@@ -12,7 +12,7 @@ use super::group_commit::{Batch, GroupCommit};
 use crate::{
     clock::SharedClock,
     error::Result,
-    store::tasks::{self, ClaimRequest, Claimed},
+    store::tasks::{self, ClaimRequest, ClaimRoute, Claimed},
 };
 
 /// Claims per transaction at most.
@@ -20,6 +20,7 @@ const MAX_GROUP: usize = 256;
 
 struct Claim {
     db: DatabaseConnection,
+    route: ClaimRoute,
     clock: SharedClock,
 }
 
@@ -31,12 +32,13 @@ impl Batch for Claim {
     const POSTGRES_COMMITTERS: usize = 4;
 
     async fn all(&self, requests: Vec<ClaimRequest>) -> Result<Vec<Result<Claimed>>> {
-        let claimed = tasks::claim_many(&self.db, self.clock.now(), &requests).await?;
+        let claimed = tasks::claim_many(&self.db, &self.route, self.clock.now(), &requests).await?;
         Ok(claimed.into_iter().map(Ok).collect())
     }
 
     async fn one(&self, request: ClaimRequest) -> Result<Claimed> {
-        let claimed = tasks::claim_many(&self.db, self.clock.now(), std::slice::from_ref(&request)).await?;
+        let claimed =
+            tasks::claim_many(&self.db, &self.route, self.clock.now(), std::slice::from_ref(&request)).await?;
         Ok(claimed.into_iter().next().unwrap_or_default())
     }
 }
@@ -46,7 +48,11 @@ pub struct Claims(GroupCommit<Claim>);
 
 impl Claims {
     pub fn spawn(db: DatabaseConnection, clock: SharedClock) -> Self {
-        Self(GroupCommit::spawn(db.get_database_backend(), Claim { db, clock }, MAX_GROUP))
+        Self(GroupCommit::spawn(
+            db.get_database_backend(),
+            Claim { db, route: ClaimRoute::default(), clock },
+            MAX_GROUP,
+        ))
     }
 
     pub async fn claim(&self, request: ClaimRequest) -> Result<Claimed> {

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use serde_json::{Value as Json, json};
 
-use super::ENTITY_KIND;
+use super::{ENTITY_KIND, filters};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -130,10 +130,13 @@ pub async fn enqueue(db: &DatabaseConnection, now: Micros, spec: NewTask, ctx: &
     } else {
         audit::append(&txn, now, vec![created_entry(&task)]).await?;
     }
-    if let Err(err) = Tasks::insert(task.clone().into_active_model()).exec_without_returning(&txn).await {
+    let inserted = match Tasks::insert(task.clone().into_active_model()).exec_without_returning(&txn).await {
+        Ok(_) => filters::insert(&txn, std::slice::from_ref(&task)).await,
+        Err(err) => Err(Error::from(err)),
+    };
+    if let Err(err) = inserted {
         txn.rollback().await?;
         // A concurrent enqueue with the same key won the race: answer as if we had found it first.
-        let err = Error::from(err);
         if let (Error::AlreadyExists(_), Some(key)) = (&err, &key)
             && let Some(task) = find_by_idempotency_key(db, key).await?
         {
@@ -211,21 +214,25 @@ async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]
             let rows = chunk.iter().map(|t| t.clone().into_active_model());
             Tasks::insert_many(rows).exec_without_returning(&txn).await?;
         }
+        filters::insert(&txn, tasks).await?;
     }
     audit::append(&txn, now, tasks.iter().map(created_entry).collect()).await?;
     txn.commit().await?;
     Ok(())
 }
 
-/// The whole batch in one statement with one parameter, a JSON array of rows (keys are the column names, as the
-/// model serialises them). Its text does not depend on the batch size, so it is prepared once per connection, and
-/// PostgreSQL parses one JSON document instead of a `VALUES` list with 37 parameters per row.
+/// The whole batch, with its filter rows, in one statement with one parameter, a JSON array of rows (keys are the
+/// column names, as the model serialises them). Its text does not depend on the batch size, so it is prepared once
+/// per connection, and PostgreSQL parses one JSON document instead of a `VALUES` list with 37 parameters per row.
 async fn insert_postgres(txn: &DatabaseTransaction, tasks: &[Model]) -> Result<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let columns: Vec<&str> = Column::iter().map(|c| c.as_str()).collect();
         let columns = columns.join(", ");
         format!(
-            "INSERT INTO tasks ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::tasks, $1::text::json)"
+            "WITH inserted AS (INSERT INTO tasks ({columns}) \
+             SELECT {columns} FROM json_populate_recordset(NULL::tasks, $1::text::json) \
+             RETURNING id, operation, requested_by_kind, requested_by_id, target_repo) {}",
+            filters::INSERT_FROM_INSERTED
         )
     });
     // The model's serialisation leaves out `lease_id`, which a new task does not have.

@@ -1,6 +1,9 @@
 //! Leases: claiming queued tasks for a worker stream, extending them, and taking them back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
@@ -54,12 +57,38 @@ pub struct Claimed {
 /// claimers on any server pass each other by), admit keyed candidates per key while holding that key's lock (a
 /// transaction-scoped advisory lock on PostgreSQL; SQLite has a single writer), then lease the admitted rows.
 ///
-/// On PostgreSQL, `db` must be a pool made by `store::db::connect_claims`, whose sessions plan as the claim needs.
-pub async fn claim_many(db: &DatabaseConnection, now: Micros, requests: &[ClaimRequest]) -> Result<Vec<Claimed>> {
+/// On PostgreSQL, `db` must be a pool made by `store::db::connect_claims`, whose sessions plan as the claim needs,
+/// and `route` is shared by every claim of the server (see `ClaimRoute`).
+pub async fn claim_many(
+    db: &DatabaseConnection,
+    route: &ClaimRoute,
+    now: Micros,
+    requests: &[ClaimRequest],
+) -> Result<Vec<Claimed>> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        return claim_many_postgres(db, now, requests).await;
+        return claim_many_postgres(db, route, now, requests).await;
     }
     claim_in_transaction(db, now, requests).await
+}
+
+/// Which way the next PostgreSQL claim starts. The one-statement claim leases only plain tasks; when the head of
+/// the queue holds keyed or work-model tasks, it picks them, leases none of them, and the claim pays for a second
+/// round, the transaction. So once a plain statement meets such tasks, claims go straight to the transaction, until
+/// one of them leases none: the head of the queue is plain again. Either way leases the same tasks; this only
+/// saves a statement.
+#[derive(Debug, Default)]
+pub struct ClaimRoute {
+    keyed_ahead: AtomicBool,
+}
+
+impl ClaimRoute {
+    fn keyed_ahead(&self) -> bool {
+        self.keyed_ahead.load(Ordering::Relaxed)
+    }
+
+    fn set_keyed_ahead(&self, keyed_ahead: bool) {
+        self.keyed_ahead.store(keyed_ahead, Ordering::Relaxed);
+    }
 }
 
 /// The claim as one transaction of several statements: candidates, admission under key locks, lease, audit.
@@ -107,8 +136,14 @@ async fn claim_in_transaction(db: &DatabaseConnection, now: Micros, requests: &[
 /// PostgreSQL: each claim first takes the plain way, one statement that picks the candidates, leases those without
 /// a concurrency key or a work model, and writes their audit entries (one round trip, committed on its own). Only
 /// when it picked keyed or work-model candidates does the rest of the claim take the general transaction, which
-/// admits keys under their locks and records the work model.
-async fn claim_many_postgres(db: &DatabaseConnection, now: Micros, requests: &[ClaimRequest]) -> Result<Vec<Claimed>> {
+/// admits keys under their locks and records the work model. While `route` says such tasks head the queue, claims
+/// take the transaction at once.
+async fn claim_many_postgres(
+    db: &DatabaseConnection,
+    route: &ClaimRoute,
+    now: Micros,
+    requests: &[ClaimRequest],
+) -> Result<Vec<Claimed>> {
     let mut results: Vec<Claimed> = Vec::with_capacity(requests.len());
     let mut exhausted = Exhausted::default();
     for req in requests {
@@ -116,8 +151,13 @@ async fn claim_many_postgres(db: &DatabaseConnection, now: Micros, requests: &[C
             results.push(Claimed::default());
             continue;
         }
-        let (mut tasks, picked) = match claim_plain_postgres(db, now, req).await {
-            Ok(plain) => plain,
+        let outcome = if route.keyed_ahead() {
+            claim_keyed_postgres(db, route, now, req).await
+        } else {
+            claim_plain_then_keyed_postgres(db, route, now, req).await
+        };
+        let claimed = match outcome {
+            Ok(claimed) => claimed,
             // What earlier claims of the group committed stands: their streams get their tasks.
             Err(err) if results.iter().any(|r| !r.tasks.is_empty()) => {
                 tracing::warn!(error = %err, worker_id = %req.worker_id, "claim failed; the stream will look again");
@@ -126,29 +166,59 @@ async fn claim_many_postgres(db: &DatabaseConnection, now: Micros, requests: &[C
             }
             Err(err) => return Err(err),
         };
-        let mut capped = 0;
-        if picked > tasks.len() {
-            let rest = ClaimRequest { limit: req.limit - tasks.len() as u64, ..req.clone() };
-            match claim_in_transaction(db, now, std::slice::from_ref(&rest)).await {
-                Ok(mut more) => {
-                    if let Some(more) = more.pop() {
-                        capped = more.capped;
-                        tasks.extend(more.tasks);
-                    }
-                }
-                // The plain leases are committed: push them; the stream looks again for the rest.
-                Err(err) if !tasks.is_empty() => {
-                    tracing::warn!(error = %err, worker_id = %req.worker_id, "claim of keyed tasks failed");
-                }
-                Err(err) => return Err(err),
-            }
-        } else if (picked as u64) < req.limit {
+        if ((claimed.tasks.len() + claimed.capped) as u64) < req.limit {
             exhausted.add(req);
         }
-        sort_in_dispatch_order(&mut tasks);
-        results.push(Claimed { tasks, capped });
+        results.push(claimed);
     }
     Ok(results)
+}
+
+/// The plain statement, then, if it picked keyed or work-model candidates, the transaction for the rest.
+async fn claim_plain_then_keyed_postgres(
+    db: &DatabaseConnection,
+    route: &ClaimRoute,
+    now: Micros,
+    req: &ClaimRequest,
+) -> Result<Claimed> {
+    let (mut tasks, picked) = claim_plain_postgres(db, now, req).await?;
+    let mut capped = 0;
+    if picked > tasks.len() {
+        route.set_keyed_ahead(true);
+        let rest = ClaimRequest { limit: req.limit - tasks.len() as u64, ..req.clone() };
+        match claim_in_transaction(db, now, std::slice::from_ref(&rest)).await {
+            Ok(mut more) => {
+                if let Some(more) = more.pop() {
+                    capped = more.capped;
+                    tasks.extend(more.tasks);
+                }
+            }
+            // The plain leases are committed: push them; the stream looks again for the rest.
+            Err(err) if !tasks.is_empty() => {
+                tracing::warn!(error = %err, worker_id = %req.worker_id, "claim of keyed tasks failed");
+                // Not exhausted: the stream may claim again.
+                capped = picked - tasks.len();
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    sort_in_dispatch_order(&mut tasks);
+    Ok(Claimed { tasks, capped })
+}
+
+/// The transaction alone, while keyed or work-model tasks head the queue; a claim that leases none of them sends
+/// the next claims back to the plain statement.
+async fn claim_keyed_postgres(
+    db: &DatabaseConnection,
+    route: &ClaimRoute,
+    now: Micros,
+    req: &ClaimRequest,
+) -> Result<Claimed> {
+    let claimed = claim_in_transaction(db, now, std::slice::from_ref(req)).await?.pop().unwrap_or_default();
+    if !claimed.tasks.iter().any(|t| t.concurrency_key.is_some() || t.cwom_issue_id.is_some()) {
+        route.set_keyed_ahead(false);
+    }
+    Ok(claimed)
 }
 
 /// Operation filters whose eligible tasks ran out during one group of claims: later claims of the group with the

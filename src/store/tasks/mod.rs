@@ -5,20 +5,23 @@
 //! Workers name the lease in every call; the UPDATE only matches while the row still carries that lease in
 //! `running`, so a stale lease can never settle a task and at most one settlement is ever recorded.
 
+mod filters;
 mod intake;
 mod leases;
 mod settle;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    Statement, TransactionTrait,
 };
 
 use super::entity::task::{Column, Entity as Tasks, Model, TaskStatus};
 use crate::error::{Error, Result};
 
 pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, find_by_idempotency_key};
-pub use leases::{ClaimRequest, Claimed, LeaseLoss, LeaseReport, claim_many, extend_leases, take_back_leases};
+pub use leases::{
+    ClaimRequest, ClaimRoute, Claimed, LeaseLoss, LeaseReport, claim_many, extend_leases, take_back_leases,
+};
 pub use settle::{Backoff, Cancelled, Settled, cancel, complete, complete_many, fail};
 
 /// `entity_kind` of tasks in the audit log.
@@ -102,25 +105,10 @@ pub async fn list(
     if let Some(status) = filter.status {
         query = query.filter(Column::Status.eq(status));
     }
-    if let Some(op) = &filter.operation {
-        query = query.filter(Column::Operation.eq(op.as_str()));
-    }
-    if let Some(kind) = &filter.requested_by_kind {
-        query = query.filter(Column::RequestedByKind.eq(kind.as_str()));
-    }
-    if let Some(repo) = &filter.target_repo {
-        query = query.filter(Column::TargetRepo.eq(repo.as_str()));
-    }
     if let Some(worker) = &filter.worker_id {
         query = query.filter(Column::WorkerId.eq(worker.as_str()));
     }
-    if let Some(requester) = &filter.requested_by_id {
-        query = query.filter(Column::RequestedById.eq(requester.as_str()));
-    }
-    if let Some(after) = after_id {
-        query = query.filter(Column::Id.lt(after));
-    }
-    Ok(query.order_by_desc(Column::Id).limit(limit).all(db).await?)
+    Ok(filters::newest_first(query, filter, after_id).limit(limit).all(db).await?)
 }
 
 /// The task a lease is running, or the task that lease ended; `None` for leases that were taken back or never
