@@ -201,7 +201,8 @@ async fn streams(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure>> {
     ])
 }
 
-/// Settle a lease, then wait for the next assignment: the claim on the server's side, with `size` tasks queued.
+/// Settle a lease, then wait for the next assignment: the claim on the server's side, with `size` tasks queued,
+/// measured once the audit sealer has caught up with the load.
 async fn claim(cluster: &Cluster, sizes: &[usize]) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
     let mut queued = 0;
@@ -211,6 +212,7 @@ async fn claim(cluster: &Cluster, sizes: &[usize]) -> anyhow::Result<Vec<Figure>
             bulk_load(cluster, size - queued).await?;
             queued = size;
         }
+        cluster.wait_sealed().await?;
         let pull = pb::PullTasksRequest { worker_id: format!("claimer-{size}"), operations: vec![], max_in_flight: 1 };
         let mut stream = workers.pull_tasks(pull).await?.into_inner();
         let mut lease = next_lease(&mut stream).await?;
