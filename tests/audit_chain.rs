@@ -26,13 +26,29 @@ async fn verify_all_sealed(audit: &mut AuditServiceClient<Channel>) -> pb::Verif
     }
 }
 
-/// Audit entry ids in chain order (the order entries became visible).
-async fn entry_ids(server: &TestServer) -> Vec<i64> {
+async fn column(server: &TestServer, sql: &str) -> Vec<i64> {
     use sea_orm::{ConnectionTrait, Statement};
     let db = &server.state.db;
-    let sql = "SELECT audit_id FROM audit_seals ORDER BY seq";
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
-    rows.iter().map(|row| row.try_get::<i64>("", "audit_id").unwrap()).collect()
+    rows.iter().map(|row| row.try_get_by_index::<i64>(0).unwrap()).collect()
+}
+
+/// Audit entry ids in chain order (the order entries became visible), once all are sealed.
+async fn entry_ids(server: &TestServer) -> Vec<i64> {
+    column(server, "SELECT id FROM audit_log ORDER BY txid, id").await
+}
+
+/// With the sealer held back: waits until every entry written so far is stable (on PostgreSQL, until every older
+/// transaction anywhere in the cluster has ended), then seals them all at once; returns how many it sealed.
+async fn seal_when_stable(server: &TestServer) -> u64 {
+    use control_tower::store::{audit, audit_chain};
+    let newest = column(server, "SELECT COALESCE(MAX(id), 0) FROM audit_log").await[0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while audit::head(&server.state.db).await.unwrap().id < newest {
+        assert!(tokio::time::Instant::now() < deadline, "the audit log does not become stable");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    audit_chain::seal_all(&server.state.db).await.unwrap()
 }
 
 async fn some_history(server: &TestServer) {
@@ -89,11 +105,55 @@ async fn a_deleted_entry_or_a_removed_seal_is_found() {
     assert_eq!((broken.seq, broken.audit_id), (5, ids[4]));
     assert!(broken.reason.contains("was deleted"), "{}", broken.reason);
 
-    server.sql("DELETE FROM audit_seals WHERE seq = 3").await.unwrap();
+    // More history, sealed in a batch of its own; then the first batch's seal goes.
+    some_history(&server).await;
+    // With an entry deleted, "unsealed" (entries minus sealed) reaches 0 one entry early: wait for the head.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
+        if report.head_seq == 16 {
+            break report;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the second round stays unsealed: {report:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(report.first_broken.map(|b| b.seq), Some(5));
+    let seals = column(&server, "SELECT seq FROM audit_seals ORDER BY seq").await;
+    assert!(seals.len() >= 2 && seals[0] <= 8, "the second round was sealed apart from the first: {seals:?}");
+    server.sql(&format!("DELETE FROM audit_seals WHERE seq = {}", seals[0])).await.unwrap();
     let broken = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner().first_broken;
     let broken = broken.expect("a broken link");
-    assert_eq!(broken.seq, 3);
-    assert!(broken.reason.contains("seal 3 is missing"), "{}", broken.reason);
+    assert_eq!(broken.seq, 1);
+    assert!(broken.reason.contains(&format!("entries 1 to {} have no seal", seals[0])), "{}", broken.reason);
+    server.stop().await;
+}
+
+/// With the sealer held back, everything written so far is sealed as one batch: one seal row for all the entries,
+/// which still names the exact entry that was changed, and a seal whose links were tampered with is found too.
+#[tokio::test]
+async fn a_batch_is_one_seal_that_still_names_the_changed_entry() {
+    let server = TestServer::configured(|config| config.audit_seal_interval = Duration::from_secs(3600)).await;
+    some_history(&server).await;
+    some_history(&server).await;
+    assert_eq!(seal_when_stable(&server).await, 16);
+    assert_eq!(column(&server, "SELECT entries FROM audit_seals").await, vec![16], "one seal for the batch");
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
+    assert!(report.intact && report.entries_verified == 16 && report.head_seq == 16, "{report:?}");
+
+    let victim = entry_ids(&server).await[10];
+    server.sql(&format!("UPDATE audit_log SET actor_kind = 'mallory' WHERE id = {victim}")).await.unwrap();
+    let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
+    assert_eq!(report.entries_verified, 10);
+    let broken = report.first_broken.expect("a broken link");
+    assert_eq!((broken.seq, broken.audit_id), (11, victim));
+
+    // Cutting a link out of the seal itself is found where the seal starts.
+    server.sql("UPDATE audit_seals SET entries = 15, seq = 15").await.unwrap();
+    let broken = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner().first_broken;
+    let broken = broken.expect("a broken link");
+    assert_eq!(broken.seq, 1);
+    assert!(broken.reason.contains("the seal was changed"), "{}", broken.reason);
     server.stop().await;
 }
 
@@ -120,5 +180,45 @@ async fn the_operator_verifies_from_the_command_line() {
     assert_eq!(broken.status.code(), Some(9), "exit code 9: the chain is broken");
     let said = String::from_utf8_lossy(&broken.stdout);
     assert!(said.contains("BROKEN") && said.contains(&victim.to_string()), "{said}");
+    server.stop().await;
+}
+
+/// A chain sealed before batches (one seal row per entry, no links, as the upgrade leaves it) still verifies, and
+/// the sealer goes on from its head in batches.
+#[tokio::test]
+async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them() {
+    use control_tower::store::{audit_chain, entity::audit_log};
+    use sea_orm::{EntityTrait, QueryOrder};
+    let server = TestServer::configured(|config| config.audit_seal_interval = Duration::from_secs(3600)).await;
+    some_history(&server).await;
+    let entries = audit_log::Entity::find()
+        .order_by_asc(audit_log::Column::Txid)
+        .order_by_asc(audit_log::Column::Id)
+        .all(&server.state.db)
+        .await
+        .unwrap();
+    let mut previous = "0".repeat(64);
+    for (n, entry) in entries.iter().enumerate() {
+        let link: String = audit_chain::link_hash(&previous, entry).iter().map(|b| format!("{b:02x}")).collect();
+        let seal = format!(
+            "INSERT INTO audit_seals (seq, audit_id, txid, hash) VALUES ({}, {}, {}, '{link}')",
+            n + 1,
+            entry.id,
+            entry.txid
+        );
+        server.sql(&seal).await.unwrap();
+        previous = link;
+    }
+    some_history(&server).await;
+    assert_eq!(seal_when_stable(&server).await, 8, "only the new entries");
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
+    assert!(report.intact && report.entries_verified == 16 && report.head_seq == 16, "{report:?}");
+
+    let victim = entries[3].id;
+    server.sql(&format!("UPDATE audit_log SET note = 'nothing happened' WHERE id = {victim}")).await.unwrap();
+    let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
+    let broken = report.first_broken.expect("a broken link");
+    assert_eq!((broken.seq, broken.audit_id, report.entries_verified), (4, victim, 3));
     server.stop().await;
 }

@@ -16,6 +16,7 @@ mod m20261121_000008_drop_audit_action_index;
 mod m20261121_000009_partial_task_indexes;
 mod m20261121_000010_drop_task_trace_id_index;
 mod m20261121_000011_task_filters;
+mod m20261121_000012_audit_batch_seals;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000009_partial_task_indexes::Migration),
             Box::new(m20261121_000010_drop_task_trace_id_index::Migration),
             Box::new(m20261121_000011_task_filters::Migration),
+            Box::new(m20261121_000012_audit_batch_seals::Migration),
         ]
     }
 }

@@ -133,7 +133,8 @@ impl Cluster {
     /// machine with whatever is measured next.
     pub async fn wait_sealed(&self) -> anyhow::Result<()> {
         let started = tokio::time::Instant::now();
-        let unsealed = "SELECT CAST((SELECT COUNT(*) FROM audit_log) - (SELECT COUNT(*) FROM audit_seals) AS BIGINT)";
+        let unsealed =
+            "SELECT CAST((SELECT COUNT(*) FROM audit_log) - (SELECT COALESCE(MAX(seq), 0) FROM audit_seals) AS BIGINT)";
         while self.count(unsealed).await? > 0 {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "the audit log was not sealed");
             tokio::time::sleep(Duration::from_millis(250)).await;

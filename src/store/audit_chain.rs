@@ -1,9 +1,11 @@
 //! The tamper-evident audit chain.
 //!
 //! A sealer follows the audit log in the order entries become visible (the same gapless order as
-//! WatchAuditEvents, see `audit::tail`) and gives each entry a seal: its sequence number and
-//! `sha256(previous hash, entry content)`. It works in batches behind the writers, so no request waits on the
-//! chain and writers never contend for its head. Verifying recomputes the chain from the first seal: an edited
+//! WatchAuditEvents, see `audit::tail`) and links each entry to the one before: its link hash is
+//! `sha256(previous link hash, entry content)`. It works in batches behind the writers, so no request waits on the
+//! chain and writers never contend for its head. Each batch is one seal row: where it ends in the chain, the hash
+//! after its last entry, and every entry's id and link hash (so a thousand entries cost one row, not a thousand,
+//! and verification still names the exact entry). Verifying recomputes the chain from the first seal: an edited
 //! entry, a deleted entry or a removed seal breaks it, and the first broken link is reported.
 //!
 //! The chain proves the log unchanged since it was sealed, as far as the database's own contents go. Someone who
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 
@@ -22,20 +24,25 @@ use super::{
     audit::{self, Cursor, Filter},
     entity::{
         audit_log::{self, Model as Entry},
-        audit_seal::{self, Entity as Seals, Model as Seal},
+        audit_seal::{self, Column, Entity as Seals, Model as Seal},
     },
 };
 
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-/// Entries sealed per transaction, and seals read per page when verifying.
+/// Entries sealed per transaction (and so at most per seal row).
 pub const BATCH: u64 = 1000;
+/// Seal rows read per page when verifying: up to this many batches of entries in memory at once.
+const SEALS_PER_PAGE: u64 = 16;
+/// A link in a seal's `links`: the entry's id (8 bytes, big-endian), then its link hash (32 bytes).
+const LINK_BYTES: usize = 8 + 32;
 /// PostgreSQL advisory lock (two-key form, apart from the one-key locks of concurrency keys) that lets one sealer
 /// at a time extend the chain when several servers share the database.
 const SEALER_LOCK: (i32, i32) = (0x4354_4155, 1);
 
-/// The link after `previous`: covers every column of the entry, so no part of it can change unnoticed.
-pub fn link_hash(previous: &str, entry: &Entry) -> String {
+/// The link after `previous` (a link hash in hex): covers every column of the entry, so no part of it can change
+/// unnoticed.
+pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
     let content = serde_json::json!([
         entry.id,
         entry.ts,
@@ -54,7 +61,30 @@ pub fn link_hash(previous: &str, entry: &Entry) -> String {
     hasher.update(previous.as_bytes());
     hasher.update(b"\n");
     hasher.update(content.to_string().as_bytes());
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A seal without its links: what extending the chain and reporting its head need.
+#[derive(Debug, FromQueryResult)]
+struct Head {
+    seq: i64,
+    audit_id: i64,
+    txid: i64,
+    hash: String,
+}
+
+async fn chain_head(db: &impl ConnectionTrait) -> Result<Option<Head>, DbErr> {
+    Seals::find()
+        .select_only()
+        .columns([Column::Seq, Column::AuditId, Column::Txid, Column::Hash])
+        .order_by_desc(Column::Seq)
+        .into_model::<Head>()
+        .one(db)
+        .await
 }
 
 /// Seals the next batch of entries after the chain's head; returns how many it sealed.
@@ -64,29 +94,30 @@ pub async fn seal_next(db: &DatabaseConnection) -> Result<u64, DbErr> {
         let (class, key) = SEALER_LOCK;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({class}, {key})")).await?;
     }
-    let head = Seals::find().order_by_desc(audit_seal::Column::Seq).one(&txn).await?;
-    let (mut seq, mut previous, cursor) = match head {
+    let (seq, mut previous, cursor) = match chain_head(&txn).await? {
         Some(head) => (head.seq, head.hash, Cursor { txid: head.txid, id: head.audit_id }),
         None => (0, GENESIS.to_owned(), Cursor::default()),
     };
     let (entries, _) = audit::tail(&txn, &Filter::default(), cursor, BATCH).await?;
-    if entries.is_empty() {
+    let Some(last) = entries.last() else {
         return Ok(0);
+    };
+    let mut links = Vec::with_capacity(entries.len() * LINK_BYTES);
+    for entry in &entries {
+        let link = link_hash(&previous, entry);
+        links.extend_from_slice(&entry.id.to_be_bytes());
+        links.extend_from_slice(&link);
+        previous = hex(&link);
     }
-    let seals: Vec<audit_seal::ActiveModel> = entries
-        .iter()
-        .map(|entry| {
-            seq += 1;
-            previous = link_hash(&previous, entry);
-            audit_seal::ActiveModel {
-                seq: Set(seq),
-                audit_id: Set(entry.id),
-                txid: Set(entry.txid),
-                hash: Set(previous.clone()),
-            }
-        })
-        .collect();
-    Seals::insert_many(seals).exec_without_returning(&txn).await?;
+    let seal = audit_seal::ActiveModel {
+        seq: Set(seq + entries.len() as i64),
+        audit_id: Set(last.id),
+        txid: Set(last.txid),
+        hash: Set(previous),
+        entries: Set(entries.len() as i64),
+        links: Set(Some(links)),
+    };
+    Seals::insert(seal).exec_without_returning(&txn).await?;
     txn.commit().await?;
     Ok(entries.len() as u64)
 }
@@ -105,7 +136,9 @@ pub async fn seal_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenLink {
+    /// The chain position (the first entry sealed is 1) where the chain stops holding.
     pub seq: i64,
+    /// The entry at that position, as its seal names it.
     pub audit_id: i64,
     pub reason: String,
 }
@@ -116,9 +149,75 @@ pub struct Verification {
     pub verified: u64,
     /// Entries written but not sealed yet.
     pub unsealed: u64,
-    /// The chain's last seal (sequence and hash).
+    /// The chain's head: the position of its last sealed entry (so the number of entries sealed) and the hash
+    /// after it.
     pub head: Option<(i64, String)>,
     pub broken: Option<BrokenLink>,
+}
+
+/// A seal's links as (entry id, link hash in hex), or why they cannot be read.
+fn links_of(seal: &Seal) -> Result<Vec<(i64, String)>, String> {
+    let Some(bytes) = &seal.links else {
+        // A one-entry seal from before batches: its link is the seal itself.
+        return Ok(vec![(seal.audit_id, seal.hash.clone())]);
+    };
+    if bytes.len() != seal.entries.max(0) as usize * LINK_BYTES {
+        return Err(format!(
+            "seal {} holds {} bytes of links for {} entries: the seal was changed",
+            seal.seq,
+            bytes.len(),
+            seal.entries
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(LINK_BYTES)
+        .map(|link| {
+            let (id, hash) = link.split_at(8);
+            (i64::from_be_bytes(id.try_into().expect("8 bytes")), hex(hash))
+        })
+        .collect())
+}
+
+/// Checks one seal's entries against their links, continuing the chain from `previous`; on success returns the
+/// hash after its last entry. `position` is the chain position of the seal's first entry.
+async fn verify_seal(
+    db: &impl ConnectionTrait,
+    seal: &Seal,
+    mut previous: String,
+    position: i64,
+    verified: &mut u64,
+) -> Result<Result<String, BrokenLink>, DbErr> {
+    let broken =
+        |offset: usize, audit_id: i64, reason: String| BrokenLink { seq: position + offset as i64, audit_id, reason };
+    let links = match links_of(seal) {
+        Ok(links) => links,
+        Err(reason) => return Ok(Err(broken(0, seal.audit_id, reason))),
+    };
+    let ids: Vec<i64> = links.iter().map(|(id, _)| *id).collect();
+    let entries: HashMap<i64, Entry> = audit_log::Entity::find()
+        .filter(audit_log::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    for (offset, (audit_id, sealed)) in links.into_iter().enumerate() {
+        let Some(entry) = entries.get(&audit_id) else {
+            return Ok(Err(broken(offset, audit_id, format!("audit entry {audit_id} was deleted"))));
+        };
+        let link = hex(&link_hash(&previous, entry));
+        if link != sealed {
+            let reason = format!("audit entry {audit_id} does not match its seal: the entry or the seal was changed");
+            return Ok(Err(broken(offset, audit_id, reason)));
+        }
+        previous = link;
+        *verified += 1;
+    }
+    if previous != seal.hash {
+        let reason = format!("seal {} ends on another hash than its last link: the seal was changed", seal.seq);
+        return Ok(Err(broken(seal.entries.max(1) as usize - 1, seal.audit_id, reason)));
+    }
+    Ok(Ok(previous))
 }
 
 /// Recomputes the chain from its first seal and reports the first link that does not hold.
@@ -128,55 +227,40 @@ pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, DbErr> {
     let entries = audit_log::Entity::find().count(db).await?;
     let mut previous = GENESIS.to_owned();
     let mut verified = 0u64;
-    let mut next_seq = 1i64;
+    let mut next_position = 1i64;
     let mut broken = None;
     'pages: loop {
         let seals: Vec<Seal> = Seals::find()
-            .filter(audit_seal::Column::Seq.gte(next_seq))
-            .order_by_asc(audit_seal::Column::Seq)
-            .limit(BATCH)
+            .filter(Column::Seq.gte(next_position))
+            .order_by_asc(Column::Seq)
+            .limit(SEALS_PER_PAGE)
             .all(db)
             .await?;
         if seals.is_empty() {
             break;
         }
-        let ids: Vec<i64> = seals.iter().map(|s| s.audit_id).collect();
-        let entries: HashMap<i64, Entry> = audit_log::Entity::find()
-            .filter(audit_log::Column::Id.is_in(ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|e| (e.id, e))
-            .collect();
         for seal in seals {
-            let problem = if seal.seq != next_seq {
-                Some(format!("seal {next_seq} is missing: the chain was cut"))
-            } else {
-                match entries.get(&seal.audit_id) {
-                    None => Some(format!("audit entry {} was deleted", seal.audit_id)),
-                    Some(entry) => {
-                        let hash = link_hash(&previous, entry);
-                        if hash == seal.hash {
-                            previous = hash;
-                            None
-                        } else {
-                            Some(format!(
-                                "audit entry {} does not match its seal: the entry or the seal was changed",
-                                seal.audit_id
-                            ))
-                        }
-                    }
-                }
-            };
-            if let Some(reason) = problem {
-                broken = Some(BrokenLink { seq: next_seq, audit_id: seal.audit_id, reason });
+            let first = seal.seq - seal.entries + 1;
+            if first != next_position {
+                let reason = if first > next_position {
+                    format!("entries {next_position} to {} have no seal: the chain was cut", first - 1)
+                } else {
+                    format!("seal {} overlaps the seal before it: the seals were changed", seal.seq)
+                };
+                broken = Some(BrokenLink { seq: next_position, audit_id: seal.audit_id, reason });
                 break 'pages;
             }
-            verified += 1;
-            next_seq += 1;
+            match verify_seal(db, &seal, previous, first, &mut verified).await? {
+                Ok(hash) => previous = hash,
+                Err(link) => {
+                    broken = Some(link);
+                    break 'pages;
+                }
+            }
+            next_position = seal.seq + 1;
         }
     }
-    let head = Seals::find().order_by_desc(audit_seal::Column::Seq).one(db).await?;
+    let head = chain_head(db).await?;
     // Past a broken link the walk stops; the head then says how far the chain reaches.
     let sealed = match (&broken, &head) {
         (Some(_), Some(head)) => head.seq.max(0) as u64,
