@@ -103,9 +103,9 @@ export interface VerifyAuditChainResponse {
 }
 
 export interface BrokenLink {
-  /** The seal that does not hold. */
+  /** The chain position (the first entry sealed is 1) where the chain stops holding. */
   seq: number;
-  /** The audit entry it seals. */
+  /** The audit entry at that position, as its seal names it. */
   auditId: number;
   reason: string;
 }
