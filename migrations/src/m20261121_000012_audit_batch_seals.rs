@@ -3,7 +3,8 @@
 //! sealed); `links` holds each entry's id and link hash, so verification still names the exact entry that was
 //! changed or deleted. Existing rows are batches of one entry, whose only link is the row's own (`audit_id`, `hash`).
 //!
-//! The sealer wrote a heap row and an index entry per audit entry, three per task; now it writes one per thousand.
+//! The sealer wrote a heap row and an index entry per audit entry, three per task; now one per sealed batch (up to a
+//! thousand entries).
 
 use sea_orm_migration::{prelude::*, schema::*, sea_orm::DatabaseBackend};
 
