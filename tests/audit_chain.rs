@@ -13,17 +13,25 @@ async fn server() -> TestServer {
     TestServer::configured(|config| config.audit_seal_interval = Duration::from_millis(20)).await
 }
 
-/// Verifies once everything written so far is sealed.
-async fn verify_all_sealed(audit: &mut AuditServiceClient<Channel>) -> pb::VerifyAuditChainResponse {
+/// Verifies until the report satisfies `ready`, polling while the sealer catches up.
+async fn verify_when(
+    audit: &mut AuditServiceClient<Channel>,
+    ready: impl Fn(&pb::VerifyAuditChainResponse) -> bool,
+) -> pb::VerifyAuditChainResponse {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
-        if report.entries_unsealed == 0 {
+        if ready(&report) {
             return report;
         }
-        assert!(tokio::time::Instant::now() < deadline, "entries stay unsealed: {report:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the sealer does not catch up: {report:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Verifies once everything written so far is sealed.
+async fn verify_all_sealed(audit: &mut AuditServiceClient<Channel>) -> pb::VerifyAuditChainResponse {
+    verify_when(audit, |report| report.entries_unsealed == 0).await
 }
 
 async fn column(server: &TestServer, sql: &str) -> Vec<i64> {
@@ -108,15 +116,7 @@ async fn a_deleted_entry_or_a_removed_seal_is_found() {
     // More history, sealed in a batch of its own; then the first batch's seal goes.
     some_history(&server).await;
     // With an entry deleted, "unsealed" (entries minus sealed) reaches 0 one entry early: wait for the head.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let report = loop {
-        let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
-        if report.head_seq == 16 {
-            break report;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the second round stays unsealed: {report:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let report = verify_when(&mut audit, |report| report.head_seq == 16).await;
     assert_eq!(report.first_broken.map(|b| b.seq), Some(5));
     let seals = column(&server, "SELECT seq FROM audit_seals ORDER BY seq").await;
     assert!(seals.len() >= 2 && seals[0] <= 8, "the second round was sealed apart from the first: {seals:?}");
@@ -199,7 +199,7 @@ async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them(
         .unwrap();
     let mut previous = "0".repeat(64);
     for (n, entry) in entries.iter().enumerate() {
-        let link: String = audit_chain::link_hash(&previous, entry).iter().map(|b| format!("{b:02x}")).collect();
+        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry));
         let seal = format!(
             "INSERT INTO audit_seals (seq, audit_id, txid, hash) VALUES ({}, {}, {}, '{link}')",
             n + 1,

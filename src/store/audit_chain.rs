@@ -64,7 +64,8 @@ pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes in lowercase hex: how link hashes are chained and shown.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

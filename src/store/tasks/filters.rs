@@ -3,7 +3,7 @@
 //! entry in every index of the table, at each of a task's status changes.
 
 use sea_orm::{
-    ConnectionTrait, DeriveIden, Select,
+    ColumnTrait, ConnectionTrait, DeriveIden, QueryFilter, QueryOrder, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Order, Query},
 };
 
@@ -69,8 +69,6 @@ fn applies(filter: &TaskFilter) -> bool {
 /// page boundary are put on the joined table's id (the same as the task's), so that both planners walk its index
 /// backwards instead of sorting the matches.
 pub(super) fn newest_first(mut query: Select<Tasks>, filter: &TaskFilter, after_id: Option<&str>) -> Select<Tasks> {
-    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QueryTrait};
-
     if !applies(filter) {
         if let Some(after) = after_id {
             query = query.filter(Column::Id.lt(after));
