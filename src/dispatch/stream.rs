@@ -135,16 +135,9 @@ async fn claim_and_push(
     let lease_timeout = pbjson_types::Duration::from(dispatcher.config.lease_timeout);
     let tasks: Vec<pb::Task> = claimed.iter().map(pb::Task::from).collect();
     let attempts = claimed.iter().zip(&tasks).map(|(row, task)| (row.id.clone(), row.attempt, task_document(task)));
-    match dispatcher.traces.begin_attempts(attempts.collect()).await {
-        Ok(outcomes) => {
-            for (row, outcome) in claimed.iter().zip(outcomes) {
-                if let Err(err) = outcome {
-                    tracing::error!(task_id = %row.id, error = %err, "could not prepare the trace folder");
-                }
-            }
-        }
-        Err(err) => tracing::error!(error = %err, "could not prepare the trace folders"),
-    }
+    let mut folders = dispatcher.traces.begin_attempts(attempts.collect());
+    folders.prepare_retries().await;
+    let mut worker_gone = false;
     for (row, task) in claimed.iter().zip(tasks) {
         let lease_id = row.lease_id.clone().unwrap_or_default();
         if !entry.holds(&lease_id) {
@@ -161,11 +154,16 @@ async fn claim_and_push(
         tracing::debug!(task_id = %row.id, worker_id = %options.worker_id, attempt = row.attempt, "task leased");
         let message = pb::PullTasksResponse { event: Some(Event::Assignment(assignment)) };
         if outbox.send(Ok(message)).await.is_err() {
-            return Ok(Pushed::WorkerGone);
+            worker_gone = true;
+            break;
         }
         let due = row.queued_at.max(row.run_after);
         let waited = dispatcher.clock.now().saturating_sub(due).max(0);
         metrics::global().dispatch_latency.observe(waited as f64 / 1e6);
+    }
+    folders.prepare_firsts().await;
+    if worker_gone {
+        return Ok(Pushed::WorkerGone);
     }
     Ok(Pushed::Sent { count: claimed.len(), more: capped > 0 })
 }

@@ -2,13 +2,15 @@
 //! and whatever the worker uploads through PushTrace (`log.txt` and more).
 //!
 //! When a task is leased again after a lost or failed attempt, the previous attempt's files move to
-//! `attempts/<n>/`, so each attempt's trace stays apart and the top level always shows the current one.
+//! `attempts/<n>/`, so each attempt's trace stays apart and the top level always shows the current one. A first
+//! attempt's `input.json` is written just after its assignment goes out (see `attempts`).
 //!
 //! Uploaded bytes exist nowhere else, so they are fsynced before PushTrace answers. `input.json` and
 //! `output.json` are derived from database rows, so they are written in place and not fsynced. `output.json` is
 //! written right after the task's end commits: the settling call answers once it is there, while another client
 //! polling the task may see the end a moment before the file.
 
+mod attempts;
 mod names;
 mod writer;
 
@@ -21,6 +23,7 @@ use std::{
 
 use serde_json::Value as Json;
 
+pub use attempts::{Attempt, NewAttempts};
 pub use names::{MAX_DEPTH, validate_file_name};
 pub use writer::{TraceSummary, TraceWriter};
 
@@ -58,13 +61,14 @@ pub struct TraceStore {
     root: PathBuf,
     limits: TraceLimits,
     usage: Arc<Mutex<HashMap<String, Usage>>>,
+    pending: Arc<attempts::PendingInputs>,
 }
 
 impl TraceStore {
     /// Creates the root if needed; paths are kept absolute so that `trace_path` URIs are too.
     pub fn open(root: &Path, limits: TraceLimits) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(Self { root: root.canonicalize()?, limits, usage: Arc::default() })
+        Ok(Self { root: root.canonicalize()?, limits, usage: Arc::default(), pending: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -85,42 +89,16 @@ impl TraceStore {
         format!("file://{}/", self.root.display())
     }
 
-    /// Prepares the folders of freshly leased attempts, given as (task id, attempt, task document): earlier files
-    /// move to `attempts/<attempt - 1>/`, then `input.json` records the task as the worker receives it. From now
-    /// on, uploads under older leases are refused. One blocking job for the whole batch; one outcome per attempt.
-    pub async fn begin_attempts(&self, attempts: Vec<(String, i32, Json)>) -> io::Result<Vec<io::Result<()>>> {
-        if let Ok(mut usage) = self.usage.lock() {
-            for (task_id, attempt, _) in &attempts {
-                usage.insert(task_id.clone(), Usage { attempt: *attempt, ..Default::default() });
-            }
-        }
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || {
-            attempts
-                .into_iter()
-                .map(|(task_id, attempt, input)| {
-                    let dir = root.join(task_id);
-                    let bytes = serde_json::to_vec_pretty(&input)?;
-                    std::fs::create_dir_all(&dir)?;
-                    if attempt > 1 {
-                        archive_attempt(&dir, attempt - 1)?;
-                    }
-                    write_file(&dir, INPUT_FILE, &bytes)
-                })
-                .collect()
-        })
-        .await
-        .map_err(io::Error::other)
-    }
-
     /// Writes `output.json`: the result or the error the task ended with. The task takes no more uploads' usage.
     pub async fn write_output(&self, task_id: &str, output: &Json) -> io::Result<()> {
         let mut written = self.write_outputs(vec![(task_id, output)]).await?;
         written.pop().unwrap_or_else(|| Err(io::Error::other("no outcome")))
     }
 
-    /// `write_output` for several tasks, in one blocking job; one outcome per task, in order.
+    /// `write_output` for several tasks, in one blocking job; one outcome per task, in order. Waits for the
+    /// `input.json` of first attempts still being written, so that a task's folder is whole once it has ended.
     pub async fn write_outputs(&self, outputs: Vec<(&str, &Json)>) -> io::Result<Vec<io::Result<()>>> {
+        self.pending.wait_for(outputs.iter().map(|(task_id, _)| *task_id)).await;
         if let Ok(mut usage) = self.usage.lock() {
             for (task_id, _) in &outputs {
                 usage.remove(*task_id);
