@@ -496,8 +496,8 @@ fn check_answer(item: &Item, answer: &Answer) {
     }
 }
 
-/// Sends a case and checks the answers and the database: one task row and one `created` entry per created task,
-/// nothing else.
+/// Sends a case and checks the answers and the database: one task row, stored as it was answered, and one
+/// `created` entry per created task, nothing else.
 async fn run_case(server: &TestServer, tasks: &mut Tasks, sentinel: &str, mut items: Vec<Item>, batch: bool) {
     unique_keys(&mut items);
     let tasks_before = server.count("SELECT COUNT(*) FROM tasks").await;
@@ -514,7 +514,9 @@ async fn run_case(server: &TestServer, tasks: &mut Tasks, sentinel: &str, mut it
     for task in created {
         let sql = format!("SELECT COUNT(*) FROM audit_log WHERE entity_id = '{}' AND action = 'created'", task.id);
         assert_eq!(server.count(&sql).await, 1, "the created entry of {}", task.id);
-        assert_eq!(get(tasks, &task.id).await.id, task.id);
+        // Read back from the database: every character and JSON value as it was sent.
+        let stored = serde_json::to_value(get(tasks, &task.id).await).expect("stored task as JSON");
+        assert_eq!(stored, serde_json::to_value(task).expect("task as JSON"), "task {} as stored", task.id);
     }
     // Still serving.
     assert_eq!(get(tasks, sentinel).await.id, sentinel);

@@ -186,23 +186,40 @@ async fn an_idempotency_key_returns_the_first_task_and_writes_nothing() {
 async fn concurrent_enqueues_with_one_key_create_one_task() {
     let server = TestServer::start().await;
     let mut joins = Vec::new();
+    // Single enqueues race batches, whose items are written together: a batch that loses the race on its key
+    // still writes its other item.
     for i in 0..8 {
         let mut tasks = server.tasks().await;
         joins.push(tokio::spawn(async move {
             let mut s = spec(&format!("Racing enqueue {i}"));
             s.idempotency_key = "race".into();
-            tasks.enqueue_task(request(s)).await.unwrap().into_inner()
+            if i % 2 == 0 {
+                let response = tasks.enqueue_task(request(s)).await.unwrap().into_inner();
+                return vec![response];
+            }
+            let requests = vec![request(s), request(spec(&format!("Batched beside the race {i}")))];
+            let results = tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap().into_inner().results;
+            results
+                .into_iter()
+                .map(|r| match r.outcome {
+                    Some(pb::enqueue_task_result::Outcome::Enqueued(e)) => e,
+                    other => panic!("a batch item failed: {other:?}"),
+                })
+                .collect()
         }));
     }
-    let mut ids = std::collections::HashSet::new();
+    let mut racing_ids = std::collections::HashSet::new();
     let mut created = 0;
     for join in joins {
-        let response = join.await.unwrap();
-        created += usize::from(response.created);
-        ids.insert(response.task.unwrap().id);
+        let responses = join.await.unwrap();
+        let racer = &responses[0];
+        created += usize::from(racer.created);
+        racing_ids.insert(racer.task.as_ref().unwrap().id.clone());
+        assert!(responses[1..].iter().all(|r| r.created), "the other item of a batch is created");
     }
-    assert_eq!((ids.len(), created), (1, 1));
-    assert_eq!(server.count("SELECT COUNT(*) FROM tasks").await, 1);
+    assert_eq!((racing_ids.len(), created), (1, 1));
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks").await, 1 + 4);
+    assert_eq!(server.count("SELECT COUNT(*) FROM audit_log WHERE action = 'created'").await, 1 + 4);
     server.stop().await;
 }
 

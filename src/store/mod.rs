@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod audit_chain;
+pub mod copy;
 pub mod cwom;
 pub mod db;
 pub mod entity;

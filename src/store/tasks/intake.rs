@@ -3,8 +3,8 @@
 use std::{collections::HashMap, sync::LazyLock};
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, QueryFilter, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, IdenStatic, IntoActiveModel,
+    Iterable, ModelTrait, QueryFilter, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
 
@@ -15,6 +15,7 @@ use crate::{
     spec::NewTask,
     store::{
         audit::{self, Actor, Entry},
+        copy::{self, CopyRows},
         cwom::{
             Change,
             task_model::{self, CwomIds},
@@ -206,37 +207,46 @@ async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]
     if tasks.is_empty() {
         return Ok(());
     }
-    let txn = db.begin().await?;
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        insert_postgres(&txn, tasks).await?;
-    } else {
-        for chunk in tasks.chunks(ROWS_PER_INSERT) {
-            let rows = chunk.iter().map(|t| t.clone().into_active_model());
-            Tasks::insert_many(rows).exec_without_returning(&txn).await?;
-        }
-        filters::insert(&txn, tasks).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        return insert_postgres(db, now, tasks).await;
     }
+    let txn = db.begin().await?;
+    for chunk in tasks.chunks(ROWS_PER_INSERT) {
+        let rows = chunk.iter().map(|t| t.clone().into_active_model());
+        Tasks::insert_many(rows).exec_without_returning(&txn).await?;
+    }
+    filters::insert(&txn, tasks).await?;
     audit::append(&txn, now, tasks.iter().map(created_entry).collect()).await?;
     txn.commit().await?;
     Ok(())
 }
 
-/// The whole batch, with its filter rows, in one statement with one parameter, a JSON array of rows (keys are the
-/// column names, as the model serialises them). Its text does not depend on the batch size, so it is prepared once
-/// per connection, and PostgreSQL parses one JSON document instead of a `VALUES` list with 37 parameters per row.
-async fn insert_postgres(txn: &DatabaseTransaction, tasks: &[Model]) -> Result<()> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+/// PostgreSQL: the tasks, their filter rows and their `created` entries, one COPY per table, in one transaction.
+/// PostgreSQL reads each row as it comes, with nothing to plan and no JSON document around the rows to parse.
+async fn insert_postgres(db: &DatabaseConnection, now: Micros, tasks: &[Model]) -> Result<()> {
+    static TARGET: LazyLock<String> = LazyLock::new(|| {
         let columns: Vec<&str> = Column::iter().map(|c| c.as_str()).collect();
-        let columns = columns.join(", ");
-        format!(
-            "WITH inserted AS (INSERT INTO tasks ({columns}) \
-             SELECT {columns} FROM json_populate_recordset(NULL::tasks, $1::text::json) \
-             RETURNING id, operation, requested_by_kind, requested_by_id, target_repo) {}",
-            filters::INSERT_FROM_INSERTED
-        )
+        format!("tasks ({})", columns.join(", "))
     });
-    // The model's serialisation leaves out `lease_id`, which a new task does not have.
-    let rows = serde_json::to_string(tasks).map_err(|e| Error::internal("tasks as JSON", e))?;
-    txn.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL.as_str(), [rows.into()])).await?;
+    let mut rows = CopyRows::new();
+    for task in tasks {
+        for column in Column::iter() {
+            rows.value(&task.get(column))?;
+        }
+        rows.end_row();
+    }
+    let mut txn = db.get_postgres_connection_pool().begin().await.map_err(copy::exec_err)?;
+    copy::copy_in(&mut txn, TARGET.as_str(), rows).await?;
+    filters::insert_postgres(&mut txn, tasks).await?;
+    let entries = tasks.iter().map(|task| audit::Created {
+        actor_kind: &task.requested_by_kind,
+        actor_id: &task.requested_by_id,
+        entity_kind: ENTITY_KIND,
+        entity_id: &task.id,
+        object: task,
+        trace_id: &task.trace_id,
+    });
+    audit::append_created_postgres(&mut txn, now, entries).await?;
+    txn.commit().await.map_err(copy::exec_err)?;
     Ok(())
 }
