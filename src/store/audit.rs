@@ -8,15 +8,11 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement,
     sea_query::{Expr, ExprTrait},
-    sqlx::PgConnection,
 };
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use super::{
-    copy::{self, CopyRows},
-    entity::audit_log::{self, Column, Entity as AuditLog, Model},
-};
+use super::entity::audit_log::{self, Column, Entity as AuditLog, Model};
 use crate::clock::Micros;
 
 /// Who made a change: `human`, `agent` or `system`, and an id.
@@ -240,42 +236,6 @@ async fn append_postgres(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry
         .collect();
     let rows = serde_json::to_string(&rows).map_err(|e| DbErr::Custom(format!("audit entries as JSON: {e}")))?;
     db.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, [rows.into()])).await?;
-    Ok(())
-}
-
-/// A `created` entry for a batch written over COPY: the new object's snapshot is serialised straight from the
-/// object, without building a `Json` tree of it first.
-pub struct Created<'a, T: Serialize> {
-    pub actor_kind: &'a str,
-    pub actor_id: &'a str,
-    pub entity_kind: &'static str,
-    pub entity_id: &'a str,
-    pub object: &'a T,
-    pub trace_id: &'a str,
-}
-
-/// Appends `created` entries on PostgreSQL with COPY, in the order given (ids are drawn row by row).
-pub async fn append_created_postgres<'a, T: Serialize + 'a>(
-    conn: &mut PgConnection,
-    ts: Micros,
-    entries: impl Iterator<Item = Created<'a, T>>,
-) -> Result<(), DbErr> {
-    let mut rows = CopyRows::new();
-    for entry in entries {
-        rows.int(ts);
-        rows.text(entry.actor_kind);
-        rows.text(entry.actor_id);
-        rows.text(Action::Created.as_str());
-        rows.text(entry.entity_kind);
-        rows.text(entry.entity_id);
-        rows.null();
-        rows.json(entry.object)?;
-        rows.null();
-        rows.text(entry.trace_id);
-        rows.end_row();
-    }
-    let target = "audit_log (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id)";
-    copy::copy_in(conn, target, rows).await?;
     Ok(())
 }
 

@@ -5,9 +5,9 @@
 
 pub mod audit;
 pub mod audit_chain;
-pub mod copy;
 pub mod cwom;
 pub mod db;
 pub mod entity;
+pub mod pg_arrays;
 pub mod single_server;
 pub mod tasks;

@@ -5,16 +5,12 @@
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DeriveIden, QueryFilter, QueryOrder, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Order, Query},
-    sqlx::PgConnection,
 };
 
 use super::TaskFilter;
 use crate::{
     error::Result,
-    store::{
-        copy::{self, CopyRows},
-        entity::task::{Column, Entity as Tasks, Model},
-    },
+    store::entity::task::{Column, Entity as Tasks, Model},
 };
 
 /// Rows per multi-row INSERT (5 columns each).
@@ -29,6 +25,12 @@ enum TaskFilters {
     RequestedById,
     TargetRepo,
 }
+
+/// The statement that writes the filter rows of the tasks a CTE named `inserted` returned (PostgreSQL's batch insert
+/// writes both tables in one statement).
+pub(super) const INSERT_FROM_INSERTED: &str = "INSERT INTO task_filters \
+    (id, operation, requested_by_kind, requested_by_id, target_repo) \
+    SELECT id, operation, requested_by_kind, requested_by_id, target_repo FROM inserted";
 
 /// Writes the filter rows of new tasks.
 pub(super) async fn insert(db: &impl ConnectionTrait, tasks: &[Model]) -> Result<()> {
@@ -52,20 +54,6 @@ pub(super) async fn insert(db: &impl ConnectionTrait, tasks: &[Model]) -> Result
         }
         db.execute(&insert).await?;
     }
-    Ok(())
-}
-
-/// Writes the filter rows of new tasks on PostgreSQL, with COPY.
-pub(super) async fn insert_postgres(conn: &mut PgConnection, tasks: &[Model]) -> Result<()> {
-    let mut rows = CopyRows::new();
-    for task in tasks {
-        for value in [&task.id, &task.operation, &task.requested_by_kind, &task.requested_by_id, &task.target_repo] {
-            rows.text(value);
-        }
-        rows.end_row();
-    }
-    let target = "task_filters (id, operation, requested_by_kind, requested_by_id, target_repo)";
-    copy::copy_in(conn, target, rows).await?;
     Ok(())
 }
 

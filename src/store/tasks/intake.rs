@@ -1,10 +1,10 @@
 //! Enqueueing: one task or a batch, with idempotency keys and, on request, the task's work model.
 
-use std::{collections::HashMap, sync::LazyLock};
+use std::{collections::HashMap, sync::OnceLock};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, IdenStatic, IntoActiveModel,
-    Iterable, ModelTrait, QueryFilter, TransactionTrait,
+    Iterable, ModelTrait, QueryFilter, TransactionTrait, sqlx,
 };
 use serde_json::{Value as Json, json};
 
@@ -15,12 +15,12 @@ use crate::{
     spec::NewTask,
     store::{
         audit::{self, Actor, Entry},
-        copy::{self, CopyRows},
         cwom::{
             Change,
             task_model::{self, CwomIds},
         },
         entity::task::{Column, Entity as Tasks, Model, TaskStatus},
+        pg_arrays::{self, ColumnArray},
     },
 };
 
@@ -221,32 +221,75 @@ async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]
     Ok(())
 }
 
-/// PostgreSQL: the tasks, their filter rows and their `created` entries, one COPY per table, in one transaction.
-/// PostgreSQL reads each row as it comes, with nothing to plan and no JSON document around the rows to parse.
+/// PostgreSQL: the tasks, their filter rows and their `created` entries in one statement, which commits on its own
+/// (one round trip). Each column of the batch is one array parameter (see `store::pg_arrays`).
 async fn insert_postgres(db: &DatabaseConnection, now: Micros, tasks: &[Model]) -> Result<()> {
-    static TARGET: LazyLock<String> = LazyLock::new(|| {
-        let columns: Vec<&str> = Column::iter().map(|c| c.as_str()).collect();
-        format!("tasks ({})", columns.join(", "))
-    });
-    let mut rows = CopyRows::new();
-    for task in tasks {
-        for column in Column::iter() {
-            rows.value(&task.get(column))?;
-        }
-        rows.end_row();
+    let columns: Vec<Column> = Column::iter().collect();
+    let mut arrays = Vec::with_capacity(columns.len());
+    for column in &columns {
+        arrays.push(ColumnArray::like(&tasks[0].get(*column))?);
     }
-    let mut txn = db.get_postgres_connection_pool().begin().await.map_err(copy::exec_err)?;
-    copy::copy_in(&mut txn, TARGET.as_str(), rows).await?;
-    filters::insert_postgres(&mut txn, tasks).await?;
-    let entries = tasks.iter().map(|task| audit::Created {
-        actor_kind: &task.requested_by_kind,
-        actor_id: &task.requested_by_id,
-        entity_kind: ENTITY_KIND,
-        entity_id: &task.id,
-        object: task,
-        trace_id: &task.trace_id,
-    });
-    audit::append_created_postgres(&mut txn, now, entries).await?;
-    txn.commit().await.map_err(copy::exec_err)?;
+    let (mut actor_kinds, mut actor_ids, mut entity_ids, mut snapshots, mut trace_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for task in tasks {
+        for (column, array) in columns.iter().zip(&mut arrays) {
+            array.push(task.get(*column))?;
+        }
+        actor_kinds.push(task.requested_by_kind.as_str());
+        actor_ids.push(task.requested_by_id.as_str());
+        entity_ids.push(task.id.as_str());
+        // The `created` entry's snapshot, serialised straight from the task.
+        snapshots.push(pg_arrays::json_text(task)?);
+        trace_ids.push(task.trace_id.as_str());
+    }
+
+    // The same text for every batch (the types come from the model's columns), so it is built once.
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql: &'static str = SQL.get_or_init(|| insert_statement(&columns, &arrays));
+    let mut query = sqlx::query(sql);
+    for array in arrays {
+        query = array.bind(query);
+    }
+    query
+        .bind(now)
+        .bind(audit::Action::Created.as_str())
+        .bind(ENTITY_KIND)
+        .bind(actor_kinds)
+        .bind(actor_ids)
+        .bind(entity_ids)
+        .bind(snapshots)
+        .bind(trace_ids)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(pg_arrays::exec_err)?;
     Ok(())
+}
+
+/// The batch insert of `insert_postgres`: tasks from one array per column, filter rows from the inserted tasks,
+/// `created` entries from arrays of their own, drawn ids in batch order.
+fn insert_statement(columns: &[Column], arrays: &[ColumnArray]) -> String {
+    let names = columns.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+    let params = arrays.iter().enumerate().map(|(i, a)| format!("${}::{}", i + 1, a.sql_type())).collect::<Vec<_>>();
+    let fields = columns.iter().zip(arrays).map(|(c, a)| format!("r.{}{}", c.as_str(), a.cast())).collect::<Vec<_>>();
+    let entry = arrays.len();
+    format!(
+        "WITH inserted AS (INSERT INTO tasks ({names}) SELECT {fields} FROM unnest({params}) AS r({names}) \
+         RETURNING id, operation, requested_by_kind, requested_by_id, target_repo), \
+         filtered AS ({filters}) \
+         INSERT INTO audit_log (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
+         SELECT ${ts}, e.actor_kind, e.actor_id, ${action}, ${kind}, e.entity_id, NULL, e.after::jsonb, NULL, e.trace_id \
+         FROM unnest(${a}::text[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[]) WITH ORDINALITY \
+         AS e(actor_kind, actor_id, entity_id, after, trace_id, ord) ORDER BY e.ord",
+        fields = fields.join(", "),
+        params = params.join(", "),
+        filters = filters::INSERT_FROM_INSERTED,
+        ts = entry + 1,
+        action = entry + 2,
+        kind = entry + 3,
+        a = entry + 4,
+        b = entry + 5,
+        c = entry + 6,
+        d = entry + 7,
+        e = entry + 8,
+    )
 }
