@@ -41,32 +41,53 @@ const LINK_BYTES: usize = 8 + 32;
 const SEALER_LOCK: (i32, i32) = (0x4354_4155, 1);
 
 /// The link after `previous` (a link hash in hex): covers every column of the entry, so no part of it can change
-/// unnoticed.
+/// unnoticed. The content is the entry's columns as one compact JSON array, serialised straight into the hash.
 pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
-    let content = serde_json::json!([
+    let content = (
         entry.id,
         entry.ts,
-        entry.actor_kind,
-        entry.actor_id,
-        entry.action,
-        entry.entity_kind,
-        entry.entity_id,
-        entry.before,
-        entry.after,
-        entry.note,
-        entry.trace_id,
+        &entry.actor_kind,
+        &entry.actor_id,
+        &entry.action,
+        &entry.entity_kind,
+        &entry.entity_id,
+        &entry.before,
+        &entry.after,
+        &entry.note,
+        &entry.trace_id,
         entry.txid,
-    ]);
+    );
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(b"\n");
-    hasher.update(content.to_string().as_bytes());
+    // Writing into a hasher cannot fail, and these values always serialise.
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), &content);
     hasher.finalize().into()
+}
+
+/// Feeds whatever is written through it to the hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Bytes in lowercase hex: how link hashes are chained and shown.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// A seal without its links: what extending the chain and reporting its head need.
@@ -268,4 +289,59 @@ pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, DbErr> {
         _ => verified,
     };
     Ok(Verification { verified, unsealed: entries.saturating_sub(sealed), head: head.map(|h| (h.seq, h.hash)), broken })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The chain's definition: sha256 of the previous link, a newline, and the entry's columns as a compact JSON
+    /// array. Seals written by earlier versions were computed this way; the streamed hash must match it bit for bit.
+    fn link_by_definition(previous: &str, entry: &Entry) -> [u8; 32] {
+        let content = json!([
+            entry.id,
+            entry.ts,
+            entry.actor_kind,
+            entry.actor_id,
+            entry.action,
+            entry.entity_kind,
+            entry.entity_id,
+            entry.before,
+            entry.after,
+            entry.note,
+            entry.trace_id,
+            entry.txid,
+        ]);
+        Sha256::digest(format!("{previous}\n{content}")).into()
+    }
+
+    #[test]
+    fn the_streamed_link_is_the_defined_one() {
+        let entry = Entry {
+            id: 42,
+            ts: 1_795_000_000_000_000,
+            actor_kind: "agent".into(),
+            actor_id: "ag\"ent \u{1F600}\n".into(),
+            action: "created".into(),
+            entity_kind: "task".into(),
+            entity_id: "01a2".into(),
+            before: None,
+            after: Some(json!({"z": [1, -2.5e-300, 1.7976931348623157e308, null], "a": {"é": "tab\t"}, "m": true})),
+            note: Some("a note".into()),
+            trace_id: None,
+            txid: 7,
+        };
+        assert_eq!(link_hash(GENESIS, &entry), link_by_definition(GENESIS, &entry));
+        let previous = hex(&link_by_definition(GENESIS, &entry));
+        assert_eq!(link_hash(&previous, &entry), link_by_definition(&previous, &entry));
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let digest: [u8; 32] = Sha256::digest(b"x").into();
+        assert_eq!(hex(&digest), digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    }
 }
