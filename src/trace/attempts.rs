@@ -66,13 +66,16 @@ pub struct NewAttempts {
     store: TraceStore,
     retries: Vec<Attempt>,
     firsts: Vec<Attempt>,
+    /// The tasks of `firsts`, pending until this is dropped.
+    first_ids: Vec<String>,
 }
 
 impl NewAttempts {
     pub(super) fn new(store: TraceStore, attempts: Vec<Attempt>) -> Self {
         let (retries, firsts): (Vec<_>, Vec<_>) = attempts.into_iter().partition(|(_, attempt, _)| *attempt > 1);
-        store.pending.add(firsts.iter().map(|(id, _, _)| id.clone()));
-        Self { store, retries, firsts }
+        let first_ids: Vec<String> = firsts.iter().map(|(id, _, _)| id.clone()).collect();
+        store.pending.add(first_ids.iter().cloned());
+        Self { store, retries, firsts, first_ids }
     }
 
     /// Moves the previous attempts' files of the retries to `attempts/<attempt - 1>/` and writes their `input.json`.
@@ -87,19 +90,16 @@ impl NewAttempts {
         prepare(&self.store, retries).await;
     }
 
-    /// Writes `input.json` of the first attempts; their assignments may already be out.
+    /// Writes `input.json` of the first attempts; their assignments may already be out. They stop being pending
+    /// when `self` drops, right after.
     pub async fn prepare_firsts(mut self) {
-        let firsts = std::mem::take(&mut self.firsts);
-        let ids: Vec<String> = firsts.iter().map(|(id, _, _)| id.clone()).collect();
-        prepare(&self.store, firsts).await;
-        self.store.pending.remove(&ids);
+        prepare(&self.store, std::mem::take(&mut self.firsts)).await;
     }
 }
 
 impl Drop for NewAttempts {
     fn drop(&mut self) {
-        let ids: Vec<String> = self.firsts.iter().map(|(id, _, _)| id.clone()).collect();
-        self.store.pending.remove(&ids);
+        self.store.pending.remove(&self.first_ids);
     }
 }
 
