@@ -122,7 +122,7 @@ impl Server {
             db::connect_claims(&config.database_url, &db).await.context("could not connect to the database")?;
         let dispatcher = Dispatcher::new(db.clone(), claim_db, clock.clone(), traces.clone(), config.dispatch.clone());
         let completions = Completions::spawn(db.clone(), clock.clone());
-        let intake = Intake::spawn(db.clone(), clock.clone());
+        let intake = Intake::spawn(db.clone(), clock.clone(), dispatcher.clone());
         let state = Arc::new(AppState {
             db,
             completions,

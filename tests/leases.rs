@@ -560,3 +560,47 @@ async fn a_lease_writes_the_same_audit_entry_with_or_without_a_concurrency_key()
         );
     }
 }
+
+async fn entries_of(server: &TestServer, task_id: &str) -> Vec<pb::AuditEvent> {
+    let mut audit = control_tower::pb::audit_service_client::AuditServiceClient::new(server.channel().await);
+    let filter = pb::AuditFilter { entity_id: task_id.into(), ..Default::default() };
+    let request = pb::ListAuditEventsRequest { filter: Some(filter), page_size: 100, page_token: String::new() };
+    let mut events = audit.list_audit_events(request).await.unwrap().into_inner().events;
+    events.sort_by_key(|e| e.id);
+    events
+}
+
+/// A worker waiting for work gets a task leased inside the enqueue's own transaction: the task is running by the
+/// time EnqueueTask answers, its lease entry carries the instant of its `created` entry, and reads as every lease
+/// entry does.
+#[tokio::test]
+async fn a_task_enqueued_while_a_worker_waits_is_leased_by_its_enqueue() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let mut stream = pull(&mut workers, "waiting-worker", 2).await;
+    // Its first claim finds nothing; then the stream waits, parked where an enqueue can claim for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for n in 1..=2 {
+        let task = enqueue(&mut tasks, spec(&format!("Met by a waiting worker {n}"))).await;
+        assert_eq!(get(&mut tasks, &task.id).await.status(), pb::TaskStatus::Running, "task {n}");
+        let assignment = next_assignment(&mut stream).await;
+        assert_eq!((assignment.task.unwrap().id, assignment.attempt), (task.id.clone(), 1));
+
+        let entries = entries_of(&server, &task.id).await;
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["created", "status_changed"], "task {n}");
+        assert_eq!(entries[0].ts, entries[1].ts, "both entries of task {n} come from one transaction");
+        let lease = &entries[1];
+        assert_eq!((lease.actor_kind.as_str(), lease.actor_id.as_str()), ("system", "waiting-worker"));
+        let json = control_tower::json::struct_to_json;
+        assert_eq!(json(lease.before.clone().unwrap()), serde_json::json!({ "status": "queued" }));
+        assert_eq!(
+            json(lease.after.clone().unwrap()),
+            serde_json::json!({ "status": "running", "worker_id": "waiting-worker", "attempt": 1, "concurrency_key": null })
+        );
+        // The second task finds the stream parked again, with its other slot.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

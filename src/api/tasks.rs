@@ -92,7 +92,8 @@ impl TaskServiceImpl {
         } else {
             self.state.intake.enqueue(new_task, ctx).await?
         };
-        if enqueued.created {
+        // A task leased by its own enqueue to a waiting stream wakes nobody else.
+        if enqueued.created && !enqueued.dispatched {
             self.state.dispatcher.work_available(enqueued.task.run_after);
         }
         tracing::info!(task_id = %enqueued.task.id, trace_id = %enqueued.task.trace_id, created = enqueued.created, "enqueue");

@@ -1,9 +1,15 @@
 //! Group commit of unary EnqueueTask (see `group_commit`): enqueues arriving during a commit share the next one,
 //! with one multi-row insert and one audit insert. Enqueues that build a work model take their own transaction.
+//! Streams waiting for work are served in the same transaction (see `handoff`).
+
+use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-use super::group_commit::{Batch, GroupCommit};
+use super::{
+    Dispatcher,
+    group_commit::{Batch, GroupCommit},
+};
 use crate::{
     clock::SharedClock,
     error::Result,
@@ -17,6 +23,7 @@ const MAX_GROUP: usize = 256;
 struct Enqueue {
     db: DatabaseConnection,
     clock: SharedClock,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Batch for Enqueue {
@@ -26,7 +33,13 @@ impl Batch for Enqueue {
     const POSTGRES_COMMITTERS: usize = 4;
 
     async fn all(&self, items: Vec<Self::Item>) -> Result<Vec<Result<Enqueued>>> {
-        let enqueued = tasks::enqueue_many(&self.db, self.clock.now(), items).await?;
+        let now = self.clock.now();
+        let parked = self.dispatcher.take_parked(&items, now);
+        let claims: Vec<_> = parked.iter().map(|p| p.request.clone()).collect();
+        // On failure the parked streams are dropped unanswered, and look for work on their own.
+        let (enqueued, claimed) =
+            tasks::enqueue_many_claiming(&self.db, self.dispatcher.claim_db(), now, items, &claims).await?;
+        self.dispatcher.hand_over(parked, claimed).await;
         Ok(enqueued.into_iter().map(Ok).collect())
     }
 
@@ -39,8 +52,8 @@ impl Batch for Enqueue {
 pub struct Intake(GroupCommit<Enqueue>);
 
 impl Intake {
-    pub fn spawn(db: DatabaseConnection, clock: SharedClock) -> Self {
-        Self(GroupCommit::spawn(db.get_database_backend(), Enqueue { db, clock }, MAX_GROUP))
+    pub fn spawn(db: DatabaseConnection, clock: SharedClock, dispatcher: Arc<Dispatcher>) -> Self {
+        Self(GroupCommit::spawn(db.get_database_backend(), Enqueue { db, clock, dispatcher }, MAX_GROUP))
     }
 
     pub async fn enqueue(&self, task: NewTask, ctx: EnqueueContext) -> Result<Enqueued> {

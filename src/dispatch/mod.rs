@@ -7,6 +7,7 @@
 
 mod claimer;
 mod group_commit;
+mod handoff;
 mod intake;
 mod maintenance;
 mod notify;
@@ -34,7 +35,8 @@ use crate::{
     clock::{Micros, SharedClock, duration_micros},
     convert::output_document,
     pb,
-    store::tasks::Backoff,
+    spec::NewTask,
+    store::tasks::{self, Backoff, Claimed, EnqueueContext, LeaseLoss},
     store::{
         audit::Actor,
         cwom::{
@@ -46,6 +48,7 @@ use crate::{
     trace::TraceStore,
 };
 
+pub use handoff::Parked;
 pub use intake::Intake;
 pub use maintenance::spawn_maintenance;
 pub use notify::spawn_listener;
@@ -111,7 +114,11 @@ impl StreamEntry {
 
 pub struct Dispatcher {
     db: DatabaseConnection,
+    /// Where claims run (see `store::db::connect_claims`).
+    claim_db: DatabaseConnection,
     claims: claimer::Claims,
+    /// Streams waiting for work, which an enqueue may claim for.
+    parked: handoff::ParkedStreams,
     clock: SharedClock,
     traces: TraceStore,
     config: DispatchConfig,
@@ -163,7 +170,9 @@ impl Dispatcher {
         config: DispatchConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
-            claims: claimer::Claims::spawn(claim_db, clock.clone()),
+            claims: claimer::Claims::spawn(claim_db.clone(), clock.clone()),
+            claim_db,
+            parked: handoff::ParkedStreams::default(),
             db,
             clock,
             traces,
@@ -215,6 +224,41 @@ impl Dispatcher {
             self.wakeup_added.notify_one();
         } else {
             self.work.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Where claims run; an enqueue that claims for parked streams runs there too.
+    pub fn claim_db(&self) -> &DatabaseConnection {
+        &self.claim_db
+    }
+
+    /// Takes the parked streams that could lease some of `items` as soon as they are written (see `handoff`).
+    pub fn take_parked(&self, items: &[(NewTask, EnqueueContext)], now: Micros) -> Vec<Parked> {
+        if self.phase() != Phase::Serving {
+            return Vec::new();
+        }
+        self.parked.take(items, now)
+    }
+
+    /// Hands each parked stream what was claimed for it. A stream that ended meanwhile never saw its leases: they
+    /// are taken back as a closed stream's are.
+    pub async fn hand_over(&self, parked: Vec<Parked>, claimed: Vec<Claimed>) {
+        let mut orphaned = Vec::new();
+        for (parked, claimed) in parked.into_iter().zip(claimed) {
+            let stream_id = parked.stream_id();
+            if let Err(claimed) = parked.answer(claimed) {
+                tracing::debug!(stream_id, leases = claimed.tasks.len(), "a stream ended before its claim arrived");
+                orphaned.extend(claimed.tasks.into_iter().filter_map(|task| task.lease_id));
+            }
+        }
+        if orphaned.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        match tasks::take_back_leases(&self.db, now, LeaseLoss::StreamClosed, &orphaned).await {
+            Ok(changed) => self.taken_back(&changed, now).await,
+            // The reaper takes these back at their deadline.
+            Err(err) => tracing::error!(error = %err, leases = orphaned.len(), "could not release unclaimed leases"),
         }
     }
 

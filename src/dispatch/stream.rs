@@ -56,6 +56,8 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
     let mut phase = dispatcher.phase.subscribe();
     let mut drain_announced = false;
     let mut error_delay = Duration::from_millis(50);
+    // An enqueue claimed for this stream and left nothing claimable behind: park again without looking.
+    let mut queue_seen_empty = false;
 
     loop {
         let current = *phase.borrow_and_update();
@@ -70,7 +72,7 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
         let accepting = current == Phase::Serving && !entry.worker_draining.load(std::sync::atomic::Ordering::SeqCst);
         let free = options.max_in_flight.saturating_sub(entry.held_count());
         let wants_work = accepting && free > 0;
-        if wants_work {
+        if wants_work && !std::mem::take(&mut queue_seen_empty) {
             // Mark the current work signal seen before looking, so that work arriving during the claim wakes us.
             work.borrow_and_update();
             match claim_and_push(&dispatcher, &entry, &outbox, &options, free).await {
@@ -88,11 +90,36 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
                 }
             }
         }
+        // Nothing more to claim for now: sleep, parked where an enqueue can claim for this stream (see `handoff`).
+        let mut ticket =
+            wants_work.then(|| dispatcher.parked.park(entry.clone(), claim_request(&dispatcher, &options, free)));
+        let mut handed = None;
+        let mut answered = false;
+        let mut closed = false;
         tokio::select! {
-            _ = outbox.closed() => break,
+            _ = outbox.closed() => closed = true,
             _ = work.changed(), if wants_work => {}
             _ = entry.slot_freed.notified() => {}
             _ = phase.changed() => {}
+            answer = async { ticket.as_mut().expect("guarded by is_some").answer().await }, if ticket.is_some() => {
+                handed = answer;
+                answered = true;
+            }
+        }
+        if let Some(ticket) = ticket.take().filter(|_| !answered) {
+            handed = dispatcher.parked.leave(ticket).await;
+        }
+        if let Some(claimed) = handed {
+            // Pushed even when the worker has gone: the leases are then held, and released below with the rest.
+            match push(&dispatcher, &entry, &outbox, &options, claimed).await {
+                Pushed::WorkerGone => break,
+                // Work signalled since this stream last looked still wakes it.
+                Pushed::Sent { count, more } => queue_seen_empty = count < free && !more,
+            }
+            continue;
+        }
+        if closed {
+            break;
         }
     }
 
@@ -119,15 +146,31 @@ async fn claim_and_push(
     options: &PullOptions,
     free: usize,
 ) -> Result<Pushed> {
-    let request = ClaimRequest {
+    let claimed = dispatcher.claims.claim(claim_request(dispatcher, options, free)).await?;
+    Ok(push(dispatcher, entry, outbox, options, claimed).await)
+}
+
+/// A claim of up to `free` tasks for the stream.
+fn claim_request(dispatcher: &Dispatcher, options: &PullOptions, free: usize) -> ClaimRequest {
+    ClaimRequest {
         worker_id: options.worker_id.clone(),
         operations: options.operations.clone(),
         limit: free as u64,
         lease_timeout: dispatcher.lease_timeout_micros(),
         trace_uri_prefix: dispatcher.traces.uri_prefix(),
         concurrency_limit: dispatcher.config.concurrency_limit,
-    };
-    let tasks::Claimed { tasks: claimed, capped } = dispatcher.claims.claim(request).await?;
+    }
+}
+
+/// Holds the claimed leases, prepares their trace folders and sends the assignments.
+async fn push(
+    dispatcher: &Dispatcher,
+    entry: &Arc<StreamEntry>,
+    outbox: &Outbox,
+    options: &PullOptions,
+    claimed: tasks::Claimed,
+) -> Pushed {
+    let tasks::Claimed { tasks: claimed, capped } = claimed;
     // Hold every lease before pushing any, so that whatever happens next they are released with the stream. A
     // lease whose task was cancelled in the meantime is not pushed at all.
     let claimed: Vec<_> =
@@ -163,7 +206,7 @@ async fn claim_and_push(
     }
     folders.prepare_firsts().await;
     if worker_gone {
-        return Ok(Pushed::WorkerGone);
+        return Pushed::WorkerGone;
     }
-    Ok(Pushed::Sent { count: claimed.len(), more: capped > 0 })
+    Pushed::Sent { count: claimed.len(), more: capped > 0 }
 }

@@ -1,14 +1,21 @@
 //! Enqueueing: one task or a batch, with idempotency keys and, on request, the task's work model.
 
-use std::{collections::HashMap, sync::OnceLock};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::OnceLock,
+};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, IdenStatic, IntoActiveModel,
-    Iterable, ModelTrait, QueryFilter, TransactionTrait, sqlx,
+    Iterable, ModelTrait, QueryFilter, TransactionTrait,
+    sqlx::{self, Postgres, postgres::PgArguments, query::Query},
 };
 use serde_json::{Value as Json, json};
 
-use super::{ENTITY_KIND, filters};
+use super::{
+    ENTITY_KIND, filters,
+    leases::{self, ClaimRequest, Claimed},
+};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -34,6 +41,9 @@ pub struct Enqueued {
     pub created: bool,
     /// The task's work model, when it has one.
     pub cwom: Option<CwomIds>,
+    /// Leased in the same transaction to a stream waiting for work (see `enqueue_many_claiming`): no other stream
+    /// needs to look for it.
+    pub dispatched: bool,
 }
 
 /// Everything enqueue needs besides the spec.
@@ -102,7 +112,7 @@ async fn existing(db: &DatabaseConnection, task: Model) -> Result<Enqueued> {
         Some(issue_id) => Some(task_model::ids_for(db, issue_id).await?),
         None => None,
     };
-    Ok(Enqueued { task, created: false, cwom })
+    Ok(Enqueued { task, created: false, cwom, dispatched: false })
 }
 
 /// Inserts a validated task as QUEUED with its `created` audit entry (and, if asked, its work model with theirs),
@@ -146,7 +156,7 @@ pub async fn enqueue(db: &DatabaseConnection, now: Micros, spec: NewTask, ctx: &
         return Err(err);
     }
     txn.commit().await?;
-    Ok(Enqueued { task, created: true, cwom })
+    Ok(Enqueued { task, created: true, cwom, dispatched: false })
 }
 
 /// Enqueues a batch in one transaction with multi-row inserts. Items repeating a key (of the database or of an
@@ -156,13 +166,29 @@ pub async fn enqueue_many(
     now: Micros,
     items: Vec<(NewTask, EnqueueContext)>,
 ) -> Result<Vec<Enqueued>> {
+    Ok(enqueue_many_claiming(db, db, now, items, &[]).await?.0)
+}
+
+/// `enqueue_many`, and in the same transaction the claims of streams waiting for work, so that a task enqueued
+/// while a worker waits reaches it with one commit instead of two. The claims run after the inserts and see the new
+/// tasks among the others, so they lease in dispatch order as any claim does. `claim_db` is where claims run (see
+/// `store::db::connect_claims`). One outcome per claim, in order; a claim the batch could not serve (a batch
+/// that takes the single-item path) leases nothing, and its stream looks on its own.
+pub async fn enqueue_many_claiming(
+    db: &DatabaseConnection,
+    claim_db: &DatabaseConnection,
+    now: Micros,
+    items: Vec<(NewTask, EnqueueContext)>,
+    claims: &[ClaimRequest],
+) -> Result<(Vec<Enqueued>, Vec<Claimed>)> {
+    let unserved = || claims.iter().map(|_| Claimed::default()).collect();
     // Items that build a work model take the single-item path, each in its own transaction.
     if items.iter().any(|(_, ctx)| ctx.create_cwom) {
         let mut results = Vec::with_capacity(items.len());
         for (spec, ctx) in items {
             results.push(enqueue(db, now, spec, &ctx).await?);
         }
-        return Ok(results);
+        return Ok((results, unserved()));
     }
     let keys: Vec<String> = items.iter().filter_map(|(spec, _)| spec.idempotency_key.clone()).collect();
     let mut by_key: HashMap<String, Model> = HashMap::new();
@@ -178,7 +204,7 @@ pub async fn enqueue_many(
     let mut fresh = Vec::new();
     for (spec, ctx) in &items {
         if let Some(existing) = spec.idempotency_key.as_ref().and_then(|k| by_key.get(k)) {
-            results.push(Enqueued { task: existing.clone(), created: false, cwom: None });
+            results.push(Enqueued { task: existing.clone(), created: false, cwom: None, dispatched: false });
             continue;
         }
         let task = new_row(spec.clone(), now, ctx);
@@ -186,29 +212,51 @@ pub async fn enqueue_many(
             by_key.insert(key.clone(), task.clone());
         }
         fresh.push(task.clone());
-        results.push(Enqueued { task, created: true, cwom: None });
+        results.push(Enqueued { task, created: true, cwom: None, dispatched: false });
     }
 
-    if let Err(err) = insert_with_audit(db, now, &fresh).await {
+    let claimed = match insert_with_audit(db, claim_db, now, &fresh, claims).await {
+        Ok(claimed) => claimed,
         // A concurrent request took one of our keys; the single-item path resolves each race correctly.
-        if matches!(err, Error::AlreadyExists(_)) {
+        Err(Error::AlreadyExists(_)) => {
             let mut results = Vec::with_capacity(items.len());
             for (spec, ctx) in items {
                 results.push(enqueue(db, now, spec, &ctx).await?);
             }
-            return Ok(results);
+            return Ok((results, unserved()));
         }
-        return Err(err);
+        Err(err) => return Err(err),
+    };
+    let leased: HashSet<&str> = claimed.iter().flat_map(|c| c.tasks.iter().map(|t| t.id.as_str())).collect();
+    for result in results.iter_mut().filter(|r| r.created) {
+        result.dispatched = leased.contains(result.task.id.as_str());
     }
-    Ok(results)
+    Ok((results, claimed))
 }
 
-async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]) -> Result<()> {
+/// The new tasks with their filter rows and `created` entries, then the claims, in one transaction.
+async fn insert_with_audit(
+    db: &DatabaseConnection,
+    claim_db: &DatabaseConnection,
+    now: Micros,
+    tasks: &[Model],
+    claims: &[ClaimRequest],
+) -> Result<Vec<Claimed>> {
     if tasks.is_empty() {
-        return Ok(());
+        return Ok(claims.iter().map(|_| Claimed::default()).collect());
     }
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        return insert_postgres(db, now, tasks).await;
+        let insert = insert_postgres(now, tasks)?;
+        if claims.is_empty() {
+            insert.execute(db.get_postgres_connection_pool()).await.map_err(pg_arrays::exec_err)?;
+            return Ok(Vec::new());
+        }
+        // On a claim session, whose planner settings the claim statement needs.
+        let mut txn = claim_db.get_postgres_connection_pool().begin().await.map_err(pg_arrays::exec_err)?;
+        insert.execute(&mut *txn).await.map_err(pg_arrays::exec_err)?;
+        let claimed = leases::claim_plain_within_postgres(&mut txn, now, claims).await?;
+        txn.commit().await.map_err(pg_arrays::exec_err)?;
+        return Ok(claimed);
     }
     let txn = db.begin().await?;
     for chunk in tasks.chunks(ROWS_PER_INSERT) {
@@ -217,13 +265,15 @@ async fn insert_with_audit(db: &DatabaseConnection, now: Micros, tasks: &[Model]
     }
     filters::insert(&txn, tasks).await?;
     audit::append(&txn, now, tasks.iter().map(created_entry).collect()).await?;
+    let claimed = leases::claim_within(&txn, now, claims).await?;
     txn.commit().await?;
-    Ok(())
+    Ok(claimed)
 }
 
-/// PostgreSQL: the tasks, their filter rows and their `created` entries in one statement, which commits on its own
-/// (one round trip). Each column of the batch is one array parameter (see `store::pg_arrays`).
-async fn insert_postgres(db: &DatabaseConnection, now: Micros, tasks: &[Model]) -> Result<()> {
+/// PostgreSQL: the tasks, their filter rows and their `created` entries as one statement, which commits on its own
+/// (one round trip) unless run in a transaction. Each column of the batch is one array parameter (see
+/// `store::pg_arrays`).
+fn insert_postgres(now: Micros, tasks: &[Model]) -> Result<Query<'static, Postgres, PgArguments>> {
     let columns: Vec<Column> = Column::iter().collect();
     let mut arrays = Vec::with_capacity(columns.len());
     for column in &columns {
@@ -250,7 +300,7 @@ async fn insert_postgres(db: &DatabaseConnection, now: Micros, tasks: &[Model]) 
     for array in arrays {
         query = array.bind(query);
     }
-    query
+    Ok(query
         .bind(now)
         .bind(audit::Action::Created.as_str())
         .bind(ENTITY_KIND)
@@ -258,11 +308,7 @@ async fn insert_postgres(db: &DatabaseConnection, now: Micros, tasks: &[Model]) 
         .bind(actor_ids)
         .bind(entity_ids)
         .bind(snapshots)
-        .bind(trace_ids)
-        .execute(db.get_postgres_connection_pool())
-        .await
-        .map_err(pg_arrays::exec_err)?;
-    Ok(())
+        .bind(trace_ids))
 }
 
 /// The batch insert of `insert_postgres`: tasks from one array per column, filter rows from the inserted tasks,

@@ -7,10 +7,11 @@ use std::{
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, Statement, TransactionTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryResult, Statement, TransactionTrait,
     sea_query::{BinOper, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SqliteQueryBuilder},
+    sqlx,
 };
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::{ENTITY_KIND, status_is, status_unindexed};
 use crate::{
@@ -23,6 +24,7 @@ use crate::{
             task_model::{self, AttemptEnd},
         },
         entity::task::{Column, Entity as Tasks, Model, TaskStatus},
+        pg_arrays,
     },
 };
 
@@ -94,6 +96,17 @@ impl ClaimRoute {
 /// The claim as one transaction of several statements: candidates, admission under key locks, lease, audit.
 async fn claim_in_transaction(db: &DatabaseConnection, now: Micros, requests: &[ClaimRequest]) -> Result<Vec<Claimed>> {
     let txn = db.begin().await?;
+    let results = claim_within(&txn, now, requests).await?;
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// The claims of `claim_in_transaction`, inside a transaction the caller commits.
+pub(super) async fn claim_within(
+    txn: &DatabaseTransaction,
+    now: Micros,
+    requests: &[ClaimRequest],
+) -> Result<Vec<Claimed>> {
     let mut key_locks = KeyLocks::default();
     let mut results = Vec::with_capacity(requests.len());
     let mut entries = Vec::new();
@@ -103,7 +116,7 @@ async fn claim_in_transaction(db: &DatabaseConnection, now: Micros, requests: &[
             results.push(Claimed::default());
             continue;
         }
-        let candidates = candidates(&txn, now, req).await?;
+        let candidates = candidates(txn, now, req).await?;
         if (candidates.len() as u64) < req.limit {
             exhausted.add(req);
         }
@@ -111,25 +124,24 @@ async fn claim_in_transaction(db: &DatabaseConnection, now: Micros, requests: &[
             results.push(Claimed::default());
             continue;
         }
-        let (admitted, capped) = admit(&txn, &mut key_locks, candidates, req.concurrency_limit).await?;
-        let mut claimed = lease(&txn, now, req, &admitted).await?;
+        let (admitted, capped) = admit(txn, &mut key_locks, candidates, req.concurrency_limit).await?;
+        let mut claimed = lease(txn, now, req, &admitted).await?;
         let actor = Actor::worker(&req.worker_id);
         entries.extend(claimed.iter().map(|t| {
             lease_entry(&req.worker_id, &t.id, t.attempt, t.max_attempts, t.concurrency_key.as_deref(), &t.trace_id)
         }));
         if claimed.iter().any(|t| t.cwom_issue_id.is_some()) {
             // The task's own entry comes first in the log, then what the lease did to its work model.
-            audit::append(&txn, now, std::mem::take(&mut entries)).await?;
+            audit::append(txn, now, std::mem::take(&mut entries)).await?;
             for task in claimed.iter().filter(|t| t.cwom_issue_id.is_some()) {
                 let change = Change { now, actor: actor.clone(), trace_id: task.trace_id.clone() };
-                task_model::on_leased(&txn, &change, task).await?;
+                task_model::on_leased(txn, &change, task).await?;
             }
         }
         sort_in_dispatch_order(&mut claimed);
         results.push(Claimed { tasks: claimed, capped });
     }
-    audit::append(&txn, now, entries).await?;
-    txn.commit().await?;
+    audit::append(txn, now, entries).await?;
     Ok(results)
 }
 
@@ -181,7 +193,7 @@ async fn claim_plain_then_keyed_postgres(
     now: Micros,
     req: &ClaimRequest,
 ) -> Result<Claimed> {
-    let (mut tasks, picked) = claim_plain_postgres(db, now, req).await?;
+    let (mut tasks, picked) = claim_plain_postgres(db.get_postgres_connection_pool(), now, req).await?;
     let mut capped = 0;
     if picked > tasks.len() {
         route.set_keyed_ahead(true);
@@ -249,11 +261,17 @@ fn sort_in_dispatch_order(tasks: &mut [Model]) {
 /// One statement: picks up to `limit` eligible candidates in dispatch order (locked, skipping rows other claimers
 /// hold), leases those without a concurrency key or a work model, and writes their audit entries, the same entries
 /// `claim_in_transaction` writes. Returns the leased tasks and how many candidates were picked.
-async fn claim_plain_postgres(db: &DatabaseConnection, now: Micros, req: &ClaimRequest) -> Result<(Vec<Model>, usize)> {
+///
+/// `conn` is the claim pool (the statement commits on its own) or a transaction that also does something else.
+async fn claim_plain_postgres<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    now: Micros,
+    req: &ClaimRequest,
+) -> Result<(Vec<Model>, usize)> {
     const SQL: &str = "WITH picked AS (\
         SELECT id, concurrency_key, cwom_issue_id FROM tasks \
         WHERE status = 'queued' AND run_after <= $1 \
-        AND (jsonb_array_length($2::jsonb) = 0 OR operation IN (SELECT jsonb_array_elements_text($2::jsonb))) \
+        AND (cardinality($2::text[]) = 0 OR operation = ANY($2::text[])) \
         AND (concurrency_key IS NULL OR (SELECT COUNT(*) FROM tasks r WHERE r.status = 'running' \
              AND r.concurrency_key = tasks.concurrency_key) < $3) \
         ORDER BY priority DESC, queued_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
@@ -266,7 +284,7 @@ async fn claim_plain_postgres(db: &DatabaseConnection, now: Micros, req: &ClaimR
         RETURNING tasks.*), \
         logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-        SELECT $1, $8, $6, $9, $10, id, $11, \
+        SELECT $1, $8, $6, $9, $10, id, $11::text::jsonb, \
         jsonb_build_object('status', 'running', 'worker_id', $6::text, 'attempt', attempt, \
                            'concurrency_key', concurrency_key), \
         format('Status changed: queued -> running: leased to %s (attempt %s of %s)', $6::text, attempt, max_attempts), \
@@ -274,20 +292,23 @@ async fn claim_plain_postgres(db: &DatabaseConnection, now: Micros, req: &ClaimR
         SELECT leased.*, counted.picked FROM (SELECT COUNT(*) AS picked FROM picked) counted \
         LEFT JOIN leased ON true";
     let template = lease_entry(&req.worker_id, "", 0, 0, None, "");
-    let values: [sea_orm::Value; 11] = [
-        now.into(),
-        Json::from(req.operations.clone()).into(),
-        i64::from(req.concurrency_limit).into(),
-        (req.limit as i64).into(),
-        (now + req.lease_timeout).into(),
-        req.worker_id.as_str().into(),
-        req.trace_uri_prefix.as_str().into(),
-        template.actor.kind.into(),
-        template.action.as_str().into(),
-        template.entity_kind.into(),
-        template.before.into(),
-    ];
-    let rows = db.query_all_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values)).await?;
+    let before = template.before.as_ref().map(pg_arrays::json_text).transpose()?;
+    let rows = sqlx::query(SQL)
+        .bind(now)
+        .bind(&req.operations)
+        .bind(i64::from(req.concurrency_limit))
+        .bind(req.limit as i64)
+        .bind(now + req.lease_timeout)
+        .bind(req.worker_id.as_str())
+        .bind(req.trace_uri_prefix.as_str())
+        .bind(template.actor.kind.as_str())
+        .bind(template.action.as_str())
+        .bind(template.entity_kind)
+        .bind(before)
+        .fetch_all(conn)
+        .await
+        .map_err(pg_arrays::exec_err)?;
+    let rows: Vec<QueryResult> = rows.into_iter().map(QueryResult::from).collect();
     let picked = match rows.first() {
         Some(row) => row.try_get::<i64>("", "picked")? as usize,
         None => 0,
@@ -300,6 +321,31 @@ async fn claim_plain_postgres(db: &DatabaseConnection, now: Micros, req: &ClaimR
         }
     }
     Ok((tasks, picked))
+}
+
+/// PostgreSQL: serves `requests` inside `txn`, which the caller commits, with the plain statement alone. Keyed and
+/// work-model tasks are left queued and counted as `capped`, so that their streams look again on their own.
+pub(super) async fn claim_plain_within_postgres(
+    txn: &mut sqlx::PgConnection,
+    now: Micros,
+    requests: &[ClaimRequest],
+) -> Result<Vec<Claimed>> {
+    let mut results = Vec::with_capacity(requests.len());
+    let mut exhausted = Exhausted::default();
+    for req in requests {
+        if exhausted.covers(req) {
+            results.push(Claimed::default());
+            continue;
+        }
+        let (mut tasks, picked) = claim_plain_postgres(&mut *txn, now, req).await?;
+        if (picked as u64) < req.limit {
+            exhausted.add(req);
+        }
+        sort_in_dispatch_order(&mut tasks);
+        let capped = picked - tasks.len();
+        results.push(Claimed { tasks, capped });
+    }
+    Ok(results)
 }
 
 /// The audit entry of a lease; the plain PostgreSQL claim writes the same one in SQL.

@@ -18,7 +18,7 @@ use sea_orm::{
 use super::entity::task::{Column, Entity as Tasks, Model, TaskStatus};
 use crate::error::{Error, Result};
 
-pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, find_by_idempotency_key};
+pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, enqueue_many_claiming, find_by_idempotency_key};
 pub use leases::{
     ClaimRequest, ClaimRoute, Claimed, LeaseLoss, LeaseReport, claim_many, extend_leases, take_back_leases,
 };
