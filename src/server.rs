@@ -76,6 +76,8 @@ pub struct Server {
     tls: Option<TlsFiles>,
     token_reload_interval: Duration,
     audit_seal_interval: Duration,
+    /// Where the audit sealer reads (see `db::connect_reader`).
+    audit_reader: DatabaseConnection,
     metrics_listener: Option<TcpListener>,
     /// On SQLite, the lock that keeps a second server off the same database.
     _sqlite_lock: Option<SqliteServerLock>,
@@ -120,6 +122,8 @@ impl Server {
         };
         let claim_db =
             db::connect_claims(&config.database_url, &db).await.context("could not connect to the database")?;
+        let audit_reader =
+            db::connect_reader(&config.database_url, &db).await.context("could not connect to the database")?;
         let dispatcher = Dispatcher::new(db.clone(), claim_db, clock.clone(), traces.clone(), config.dispatch.clone());
         let completions = Completions::spawn(db.clone(), clock.clone());
         let intake = Intake::spawn(db.clone(), clock.clone(), dispatcher.clone());
@@ -151,6 +155,7 @@ impl Server {
             tls: config.tls,
             token_reload_interval: config.token_reload_interval,
             audit_seal_interval: config.audit_seal_interval,
+            audit_reader,
             metrics_listener,
             _sqlite_lock: sqlite_lock,
         })
@@ -181,7 +186,7 @@ impl Server {
         let maintenance = spawn_maintenance(state.dispatcher.clone(), loops.clone());
         let listener_loop = spawn_listener(state.dispatcher.clone(), self.database_url.clone(), loops.clone());
         let health_loop = spawn_health_loop(state.db.clone(), health.clone(), health_stop.clone());
-        let sealer = spawn_sealer(state.db.clone(), self.audit_seal_interval, loops.clone());
+        let sealer = spawn_sealer(state.db.clone(), self.audit_reader.clone(), self.audit_seal_interval, loops.clone());
 
         if let Some(listener) = self.metrics_listener {
             metrics::spawn_exporter(listener, state.clone(), loops.clone());
@@ -275,14 +280,19 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
 }
 
 /// Chains new audit entries every `interval` until `stop`.
-fn spawn_sealer(db: DatabaseConnection, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_sealer(
+    db: DatabaseConnection,
+    reader: DatabaseConnection,
+    interval: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            if let Err(err) = audit_chain::seal_all(&db).await {
+            if let Err(err) = audit_chain::seal_all_reading(&db, &reader).await {
                 tracing::warn!(error = %err, "audit sealing failed; retrying");
             }
         }

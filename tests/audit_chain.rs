@@ -222,3 +222,32 @@ async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them(
     assert_eq!((broken.seq, broken.audit_id, report.entries_verified), (4, victim, 3));
     server.stop().await;
 }
+
+/// Sealers racing over the same entries, one reading beside the writer (the server's own on a SQLite file) and one
+/// in a transaction, leave one chain: each batch is sealed once, and every entry verifies.
+#[tokio::test]
+async fn racing_sealers_leave_one_intact_chain() {
+    use control_tower::store::{audit_chain, db};
+    let server = TestServer::configured(|config| config.audit_seal_interval = Duration::from_secs(3600)).await;
+    let mut tasks = server.tasks().await;
+    for batch in 0..3 {
+        let requests = (0..1000).map(|n| common::request(spec(&format!("Entry {batch}-{n}")))).collect();
+        tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap();
+    }
+    let written = column(&server, "SELECT COUNT(*) FROM audit_log").await[0];
+    let reader = db::connect_reader(&server.database_url, &server.state.db).await.unwrap();
+    let state = &server.state;
+    let (a, b, c) = tokio::join!(
+        audit_chain::seal_all_reading(&state.db, &reader),
+        audit_chain::seal_all_reading(&state.db, &reader),
+        audit_chain::seal_all(&state.db),
+    );
+    let sealed = a.unwrap() + b.unwrap() + c.unwrap();
+    assert_eq!(sealed as i64, written, "every entry sealed exactly once");
+    let sums = column(&server, "SELECT CAST(COALESCE(SUM(entries), 0) AS BIGINT) FROM audit_seals").await;
+    assert_eq!(sums, vec![written]);
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
+    assert!(report.intact && report.entries_verified as i64 == written, "{report:?}");
+    server.stop().await;
+}

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 
@@ -24,7 +24,7 @@ use super::{
     audit::{self, Cursor, Filter},
     entity::{
         audit_log::{self, Model as Entry},
-        audit_seal::{self, Column, Entity as Seals, Model as Seal},
+        audit_seal::{Column, Entity as Seals, Model as Seal},
     },
 };
 
@@ -111,18 +111,75 @@ async fn chain_head(db: &impl ConnectionTrait) -> Result<Option<Head>, DbErr> {
 
 /// Seals the next batch of entries after the chain's head; returns how many it sealed.
 pub async fn seal_next(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    seal_next_reading(db, db).await
+}
+
+/// `seal_next`, reading the entries through `reader` (see `store::db::connect_reader`). On SQLite with a reader of
+/// its own, the batch is read and hashed there, and only the seal's insert takes the writer, briefly: the one
+/// writer connection would otherwise be held, and every claim and completion kept waiting, for the whole batch.
+pub async fn seal_next_reading(db: &DatabaseConnection, reader: &DatabaseConnection) -> Result<u64, DbErr> {
+    if db.get_database_backend() == DatabaseBackend::Postgres || std::ptr::eq(db, reader) {
+        return seal_next_in_transaction(db).await;
+    }
+    loop {
+        if let Some(sealed) = seal_next_beside(db, reader).await? {
+            return Ok(sealed);
+        }
+        // Another sealer extended the chain meanwhile: read again from the new head.
+    }
+}
+
+/// The head, the batch and the seal in one transaction; on PostgreSQL under the sealers' lock, so that one sealer
+/// at a time extends the chain.
+async fn seal_next_in_transaction(db: &DatabaseConnection) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         let (class, key) = SEALER_LOCK;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({class}, {key})")).await?;
     }
-    let (seq, mut previous, cursor) = match chain_head(&txn).await? {
+    let head = chain_head(&txn).await?;
+    let Some(seal) = next_seal(&txn, head).await? else {
+        return Ok(0);
+    };
+    let sealed = seal.entries;
+    Seals::insert(seal.into_active_model()).exec_without_returning(&txn).await?;
+    txn.commit().await?;
+    Ok(sealed as u64)
+}
+
+/// SQLite: reads the head and the batch through `reader`, then inserts the seal through `db` only if the chain's
+/// head is still the one read (one statement, so the check and the insert cannot be split by another writer).
+/// `None` when another sealer got there first.
+async fn seal_next_beside(db: &DatabaseConnection, reader: &DatabaseConnection) -> Result<Option<u64>, DbErr> {
+    const SQL: &str = "INSERT INTO audit_seals (seq, audit_id, txid, hash, entries, links) \
+        SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT COALESCE(MAX(seq), 0) FROM audit_seals) = ?";
+    let head = chain_head(reader).await?;
+    let head_seq = head.as_ref().map_or(0, |h| h.seq);
+    let Some(seal) = next_seal(reader, head).await? else {
+        return Ok(Some(0));
+    };
+    let values: [sea_orm::Value; 7] = [
+        seal.seq.into(),
+        seal.audit_id.into(),
+        seal.txid.into(),
+        seal.hash.into(),
+        seal.entries.into(),
+        seal.links.into(),
+        head_seq.into(),
+    ];
+    let inserted = db.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Sqlite, SQL, values)).await?;
+    Ok((inserted.rows_affected() == 1).then_some(seal.entries as u64))
+}
+
+/// The seal of the entries after `head`, up to a batch of them; `None` when there are none.
+async fn next_seal(db: &impl ConnectionTrait, head: Option<Head>) -> Result<Option<Seal>, DbErr> {
+    let (seq, mut previous, cursor) = match head {
         Some(head) => (head.seq, head.hash, Cursor { txid: head.txid, id: head.audit_id }),
         None => (0, GENESIS.to_owned(), Cursor::default()),
     };
-    let (entries, _) = audit::tail(&txn, &Filter::default(), cursor, BATCH).await?;
+    let (entries, _) = audit::tail(db, &Filter::default(), cursor, BATCH).await?;
     let Some(last) = entries.last() else {
-        return Ok(0);
+        return Ok(None);
     };
     let mut links = Vec::with_capacity(entries.len() * LINK_BYTES);
     for entry in &entries {
@@ -131,24 +188,26 @@ pub async fn seal_next(db: &DatabaseConnection) -> Result<u64, DbErr> {
         links.extend_from_slice(&link);
         previous = hex(&link);
     }
-    let seal = audit_seal::ActiveModel {
-        seq: Set(seq + entries.len() as i64),
-        audit_id: Set(last.id),
-        txid: Set(last.txid),
-        hash: Set(previous),
-        entries: Set(entries.len() as i64),
-        links: Set(Some(links)),
-    };
-    Seals::insert(seal).exec_without_returning(&txn).await?;
-    txn.commit().await?;
-    Ok(entries.len() as u64)
+    Ok(Some(Seal {
+        seq: seq + entries.len() as i64,
+        audit_id: last.id,
+        txid: last.txid,
+        hash: previous,
+        entries: entries.len() as i64,
+        links: Some(links),
+    }))
 }
 
 /// Seals everything visible now; returns how many entries it sealed.
 pub async fn seal_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    seal_all_reading(db, db).await
+}
+
+/// `seal_all`, reading through `reader` (see `seal_next_reading`).
+pub async fn seal_all_reading(db: &DatabaseConnection, reader: &DatabaseConnection) -> Result<u64, DbErr> {
     let mut total = 0;
     loop {
-        let sealed = seal_next(db).await?;
+        let sealed = seal_next_reading(db, reader).await?;
         total += sealed;
         if sealed < BATCH {
             return Ok(total);

@@ -42,6 +42,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
+/// Where long reads go that need not wait for the writer. On a SQLite file, a connection of its own, read-only: WAL
+/// lets it read while the one writer writes, where the writer's pool would hold every write back for the whole read.
+/// Elsewhere (PostgreSQL, whose pool has many connections, or an in-memory SQLite, which lives in one connection)
+/// the pool itself.
+pub async fn connect_reader(url: &str, db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr> {
+    if !is_sqlite(url) || super::single_server::database_file(url).is_none() {
+        return Ok(db.clone());
+    }
+    let mut options = pool_options(url);
+    options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None).map_sqlx_sqlite_opts(
+        // The database exists by now (migrated through the writer); reading needs no journal mode of its own.
+        |opts| opts.read_only(true).busy_timeout(Duration::from_secs(10)),
+    );
+    Database::connect(options).await
+}
+
 /// What every pool of the server shares: timeouts, and no query logging.
 fn pool_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
