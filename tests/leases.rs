@@ -604,3 +604,40 @@ async fn a_task_enqueued_while_a_worker_waits_is_leased_by_its_enqueue() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Every lease and settlement leaves a dead row version, and the queue's index an entry that claims step over until
+/// a vacuum removes it. Where autovacuum leaves the task table alone, the server vacuums it once enough pile up.
+#[tokio::test]
+async fn the_server_vacuums_the_task_table_when_autovacuum_will_not() {
+    use control_tower::store::tasks;
+    use sea_orm::DatabaseBackend;
+    // The server's own sweeps stay out of the way: the test calls the check itself.
+    let server = TestServer::configured(|c| c.dispatch.sweep_interval = Duration::from_secs(3600)).await;
+    let db = &server.state.db;
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        // SQLite removes old row versions as it writes.
+        assert!(!tasks::vacuum_if_unattended(db).await.unwrap());
+        return;
+    }
+    server.sql("ALTER TABLE tasks SET (autovacuum_enabled = false)").await.unwrap();
+    let mut client = server.tasks().await;
+    for batch in 0..5 {
+        let requests = (0..1000).map(|n| request(spec(&format!("Row version {batch}-{n}")))).collect();
+        client.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap();
+    }
+    assert!(!tasks::vacuum_if_unattended(db).await.unwrap(), "no dead row versions yet");
+    // 25,000 dead versions: each update of an indexed column leaves one per row.
+    for _ in 0..5 {
+        server.sql("UPDATE tasks SET priority = priority + 1").await.unwrap();
+    }
+    let dead = "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'tasks'";
+    // The statistics reach the server within a second or so.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !tasks::vacuum_if_unattended(db).await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "no vacuum with {} dead versions", server.count(dead).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = server.count(dead).await;
+    assert!(left < 1_000, "{left} dead row versions left after the vacuum");
+    assert!(!tasks::vacuum_if_unattended(db).await.unwrap(), "nothing left to vacuum");
+}

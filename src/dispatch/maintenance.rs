@@ -15,6 +15,8 @@ use crate::{
 pub fn spawn_maintenance(dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
         let sweep_interval = dispatcher.config.sweep_interval;
+        // A vacuum of a large table takes seconds: it runs beside the sweeps, one at a time.
+        let mut vacuum: Option<JoinHandle<()>> = None;
         let mut next_sweep = tokio::time::Instant::now() + sweep_interval;
         loop {
             let now = dispatcher.clock.now();
@@ -28,7 +30,12 @@ pub fn spawn_maintenance(dispatcher: Arc<Dispatcher>, shutdown: CancellationToke
                 wake_at = wake_at.min(tokio::time::Instant::now() + until);
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    if let Some(vacuum) = vacuum {
+                        vacuum.abort();
+                    }
+                    return;
+                }
                 _ = dispatcher.wakeup_added.notified() => continue,
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
@@ -43,6 +50,16 @@ pub fn spawn_maintenance(dispatcher: Arc<Dispatcher>, shutdown: CancellationToke
                     Ok(true) => tracing::debug!("task table analyzed"),
                     Ok(false) => {}
                     Err(err) => tracing::warn!(error = %err, "could not refresh the task table's statistics"),
+                }
+                if vacuum.as_ref().is_none_or(|v| v.is_finished()) {
+                    let db = dispatcher.db.clone();
+                    vacuum = Some(tokio::spawn(async move {
+                        match tasks::vacuum_if_unattended(&db).await {
+                            Ok(true) => tracing::debug!("task table vacuumed"),
+                            Ok(false) => {}
+                            Err(err) => tracing::warn!(error = %err, "could not vacuum the task table"),
+                        }
+                    }));
                 }
                 // Tasks scheduled by others (another server, or before a restart) get a timer here too.
                 match tasks::next_scheduled(&dispatcher.db, now).await {
