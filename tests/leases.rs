@@ -611,8 +611,13 @@ async fn a_task_enqueued_while_a_worker_waits_is_leased_by_its_enqueue() {
 async fn the_server_vacuums_the_task_table_when_autovacuum_will_not() {
     use control_tower::store::tasks;
     use sea_orm::DatabaseBackend;
-    // The server's own sweeps stay out of the way: the test calls the check itself.
-    let server = TestServer::configured(|c| c.dispatch.sweep_interval = Duration::from_secs(3600)).await;
+    // The server's own sweeps stay out of the way (the test calls the check itself), and so does the audit sealer,
+    // whose transactions would keep the vacuum from removing versions younger than their snapshots.
+    let server = TestServer::configured(|c| {
+        c.dispatch.sweep_interval = Duration::from_secs(3600);
+        c.audit_seal_interval = Duration::from_secs(3600);
+    })
+    .await;
     let db = &server.state.db;
     if db.get_database_backend() != DatabaseBackend::Postgres {
         // SQLite removes old row versions as it writes.
@@ -637,6 +642,8 @@ async fn the_server_vacuums_the_task_table_when_autovacuum_will_not() {
         assert!(tokio::time::Instant::now() < deadline, "no vacuum with {} dead versions", server.count(dead).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let vacuums = server.count("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'tasks'").await;
+    assert_eq!(vacuums, 1);
     let left = server.count(dead).await;
     assert!(left < 1_000, "{left} dead row versions left after the vacuum");
     assert!(!tasks::vacuum_if_unattended(db).await.unwrap(), "nothing left to vacuum");

@@ -116,7 +116,6 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
                 // Work signalled since this stream last looked still wakes it.
                 Pushed::Sent { count, more } => queue_seen_empty = count < free && !more,
             }
-            continue;
         }
         if closed {
             break;
