@@ -181,14 +181,13 @@ pub async fn enqueue_many_claiming(
     items: Vec<(NewTask, EnqueueContext)>,
     claims: &[ClaimRequest],
 ) -> Result<(Vec<Enqueued>, Vec<Claimed>)> {
-    let unserved = || claims.iter().map(|_| Claimed::default()).collect();
     // Items that build a work model take the single-item path, each in its own transaction.
     if items.iter().any(|(_, ctx)| ctx.create_cwom) {
         let mut results = Vec::with_capacity(items.len());
         for (spec, ctx) in items {
             results.push(enqueue(db, now, spec, &ctx).await?);
         }
-        return Ok((results, unserved()));
+        return Ok((results, unserved(claims)));
     }
     let keys: Vec<String> = items.iter().filter_map(|(spec, _)| spec.idempotency_key.clone()).collect();
     let mut by_key: HashMap<String, Model> = HashMap::new();
@@ -223,7 +222,7 @@ pub async fn enqueue_many_claiming(
             for (spec, ctx) in items {
                 results.push(enqueue(db, now, spec, &ctx).await?);
             }
-            return Ok((results, unserved()));
+            return Ok((results, unserved(claims)));
         }
         Err(err) => return Err(err),
     };
@@ -232,6 +231,11 @@ pub async fn enqueue_many_claiming(
         result.dispatched = leased.contains(result.task.id.as_str());
     }
     Ok((results, claimed))
+}
+
+/// One empty outcome per claim: claims this enqueue could not serve, whose streams look on their own.
+fn unserved(claims: &[ClaimRequest]) -> Vec<Claimed> {
+    claims.iter().map(|_| Claimed::default()).collect()
 }
 
 /// The new tasks with their filter rows and `created` entries, then the claims, in one transaction.
@@ -243,7 +247,7 @@ async fn insert_with_audit(
     claims: &[ClaimRequest],
 ) -> Result<Vec<Claimed>> {
     if tasks.is_empty() {
-        return Ok(claims.iter().map(|_| Claimed::default()).collect());
+        return Ok(unserved(claims));
     }
     if db.get_database_backend() == DatabaseBackend::Postgres {
         let insert = insert_postgres(now, tasks)?;

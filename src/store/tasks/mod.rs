@@ -31,6 +31,34 @@ pub const ENTITY_KIND: &str = "Task";
 const ANALYZE_THRESHOLD: f64 = 1000.0;
 const ANALYZE_FRACTION: f64 = 0.2;
 
+/// What PostgreSQL's statistics say about the task table, for the maintenance the server does on it.
+struct TableState {
+    /// Rows inserted, updated or deleted since the last analysis.
+    changed_since_analyze: f64,
+    /// Dead row versions not yet vacuumed away.
+    dead: f64,
+    /// Rows in the table, as last estimated.
+    rows: f64,
+    /// Whether autovacuum looks after the table (on for the server, and not turned off for the table).
+    autovacuum: bool,
+}
+
+async fn table_state(db: &DatabaseConnection) -> Result<Option<TableState>> {
+    const SQL: &str = "SELECT s.n_mod_since_analyze::float8, s.n_dead_tup::float8, c.reltuples::float8, \
+        current_setting('autovacuum')::bool AND coalesce((SELECT option_value FROM pg_options_to_table(c.reloptions) \
+        WHERE option_name = 'autovacuum_enabled'), 'true')::bool \
+        FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'tasks'::regclass";
+    let Some(row) = db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, SQL)).await? else {
+        return Ok(None);
+    };
+    Ok(Some(TableState {
+        changed_since_analyze: row.try_get_by_index(0)?,
+        dead: row.try_get_by_index(1)?,
+        rows: row.try_get_by_index::<f64>(2)?.max(0.0),
+        autovacuum: row.try_get_by_index(3)?,
+    }))
+}
+
 /// Keeps PostgreSQL's statistics of the task table current. A queue changes fast: a bulk load takes it from empty to
 /// a large backlog within a second, and autovacuum looks only once a minute, so until then the planner plans for an
 /// empty table. Called every sweep; returns whether it analyzed. SQLite's claim is pinned to its index instead.
@@ -38,17 +66,8 @@ pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<bool> {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(false);
     }
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DatabaseBackend::Postgres,
-            "SELECT s.n_mod_since_analyze::float8, c.reltuples::float8 FROM pg_stat_user_tables s \
-             JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'tasks'::regclass",
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(false) };
-    let changed: f64 = row.try_get_by_index(0)?;
-    let tuples: f64 = row.try_get_by_index(1)?;
-    if changed < ANALYZE_THRESHOLD + ANALYZE_FRACTION * tuples.max(0.0) {
+    let Some(state) = table_state(db).await? else { return Ok(false) };
+    if state.changed_since_analyze < ANALYZE_THRESHOLD + ANALYZE_FRACTION * state.rows {
         return Ok(false);
     }
     // Only the columns the queue's statements filter and sort on: the JSON columns make a full ANALYZE several
@@ -81,17 +100,8 @@ pub async fn vacuum_if_unattended(db: &DatabaseConnection) -> Result<bool> {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(false);
     }
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DatabaseBackend::Postgres,
-            "SELECT s.n_dead_tup::float8, c.reltuples::float8, current_setting('autovacuum')::bool              AND coalesce((SELECT option_value FROM pg_options_to_table(c.reloptions)                            WHERE option_name = 'autovacuum_enabled'), 'true')::bool              FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'tasks'::regclass",
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(false) };
-    let dead: f64 = row.try_get_by_index(0)?;
-    let tuples: f64 = row.try_get_by_index(1)?;
-    let autovacuum: bool = row.try_get_by_index(2)?;
-    if autovacuum || dead < VACUUM_THRESHOLD + VACUUM_FRACTION * tuples.max(0.0) {
+    let Some(state) = table_state(db).await? else { return Ok(false) };
+    if state.autovacuum || state.dead < VACUUM_THRESHOLD + VACUUM_FRACTION * state.rows {
         return Ok(false);
     }
     db.execute_unprepared("VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) tasks").await?;
