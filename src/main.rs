@@ -21,10 +21,21 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    let runtime = match cli.command {
+        // The worker daemon waits on its stream, its handlers' child processes and its calls; it computes little.
+        // On one thread, a message that wakes a task never has to wake a second thread and hand the task over;
+        // those hand-overs were about a quarter of the machine's CPU per task in the drain benchmark
+        // (BENCHMARKS.md). Handlers that compute run that work with `spawn_blocking`.
+        Command::Worker(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Worker(args) => run_worker(args).await,

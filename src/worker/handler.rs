@@ -48,6 +48,8 @@ pub struct TaskContext {
     pub worker_id: String,
 }
 
+/// Runs tasks. The `control-tower worker` daemon drives its handlers on a single thread, so a handler awaits
+/// rather than blocks: work that computes or blocks goes to `tokio::task::spawn_blocking`.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, task: pb::Task, ctx: TaskContext) -> BoxFuture<'static, Outcome>;
 }
