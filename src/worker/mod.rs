@@ -168,7 +168,9 @@ async fn session(
                     if let Ok(mut running) = running.lock() {
                         running.insert(assignment.lease_id.clone(), cancel.clone());
                     }
-                    let job = run_task(
+                    // Boxed: the task's state machine is large, and a future is moved by copying it whole,
+                    // several times on its way into the task set; a box moves as a pointer.
+                    let job = Box::pin(run_task(
                         client.clone(),
                         completer.clone(),
                         handler.clone(),
@@ -176,7 +178,7 @@ async fn session(
                         cancel,
                         config.worker_id.clone(),
                         slots.clone(),
-                    );
+                    ));
                     let running = running.clone();
                     tasks.spawn(async move {
                         let lease_id = job.await;
