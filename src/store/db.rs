@@ -33,6 +33,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // A statement that changes several rows inside a transaction keeps a statement journal, to undo
+                    // just that statement; past 64 KiB SQLite moves it to a temporary file, created and deleted
+                    // again for each such statement (a multi-row claim or completion). In memory instead.
+                    .pragma("temp_store", "memory")
             });
     } else {
         // Prepared statements keep PostgreSQL's default plan caching; the claim runs on sessions of its own (see

@@ -113,8 +113,14 @@ impl TraceStore {
                 .into_iter()
                 .map(|(dir, bytes)| {
                     let bytes = bytes?;
-                    std::fs::create_dir_all(&dir)?;
-                    write_file(&dir, OUTPUT_FILE, &bytes)
+                    // The folder was made when the task was leased; only a task settled without one needs it now.
+                    match write_file(&dir, OUTPUT_FILE, &bytes) {
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                            std::fs::create_dir_all(&dir)?;
+                            write_file(&dir, OUTPUT_FILE, &bytes)
+                        }
+                        written => written,
+                    }
                 })
                 .collect()
         })
