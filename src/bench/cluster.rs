@@ -10,6 +10,7 @@ use anyhow::Context;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use tonic::transport::Channel;
 
+use super::cpu::{self, CpuSnapshot};
 use crate::pb::{task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient};
 
 pub struct Cluster {
@@ -140,6 +141,29 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         Ok(())
+    }
+
+    /// CPU time so far of the server, the workers and, when PostgreSQL runs on this machine, the backends serving
+    /// this run's database (the bench's own connection excepted; PostgreSQL's background writers are not counted).
+    pub async fn cpu_snapshot(&self) -> anyhow::Result<CpuSnapshot> {
+        let of = |pids: &mut dyn Iterator<Item = u32>| {
+            pids.filter_map(|pid| cpu::process_micros(pid).map(|micros| (pid, micros))).collect()
+        };
+        let mut snapshot = CpuSnapshot {
+            server: of(&mut std::iter::once(self.server.id())),
+            workers: of(&mut self.workers.iter().map(Child::id)),
+            postgres: Default::default(),
+        };
+        if let Some((admin, _)) = &self.postgres
+            && cpu::is_local_postgres(admin)
+        {
+            let sql = "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+                       AND pid <> pg_backend_pid()";
+            let rows = self.db.query_all_raw(Statement::from_string(self.db.get_database_backend(), sql)).await?;
+            let pids = rows.iter().filter_map(|row| row.try_get_by_index::<i64>(0).ok()?.try_into().ok());
+            snapshot.postgres = of(&mut pids.collect::<Vec<u32>>().into_iter());
+        }
+        Ok(snapshot)
     }
 
     /// Resident memory of the server process, in MiB.

@@ -5,6 +5,7 @@
 //! system, trace ingest, server memory with many idle worker streams, and claim cost as the queue grows.
 
 mod cluster;
+mod cpu;
 mod scenarios;
 
 use std::time::Duration;

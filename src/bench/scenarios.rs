@@ -48,13 +48,7 @@ pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyho
                 enqueue_unary(&cluster, args.tasks / 4).await?,
             )]
         }
-        Scenario::Drain => {
-            let name = format!(
-                "end-to-end drain of {} no-op tasks, {} workers x {}",
-                args.tasks, args.workers, args.concurrency
-            );
-            vec![figure(name, "tasks/s", drain(&mut cluster, args).await?)]
-        }
+        Scenario::Drain => drain(&mut cluster, args).await?,
         Scenario::Latency => latency(&mut cluster, args.latency_samples).await?,
         Scenario::Trace => trace(&cluster, args.trace_mib).await?,
         Scenario::Streams => streams(&cluster, args.streams).await?,
@@ -110,12 +104,28 @@ async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn drain(cluster: &mut Cluster, args: &BenchArgs) -> anyhow::Result<f64> {
+/// Drains a backlog of `args.tasks` tasks; returns tasks/s and the CPU time per task of each part of the system.
+async fn drain(cluster: &mut Cluster, args: &BenchArgs) -> anyhow::Result<Vec<Figure>> {
     bulk_load(cluster, args.tasks).await?;
+    let before = cluster.cpu_snapshot().await?;
     let started = Instant::now();
     cluster.spawn_workers(args.workers, args.concurrency)?;
     cluster.wait_drained(args.tasks).await?;
-    Ok(args.tasks as f64 / started.elapsed().as_secs_f64())
+    let rate = args.tasks as f64 / started.elapsed().as_secs_f64();
+    // Before the workers are stopped: a process that is gone has no CPU time to read.
+    let used = cluster.cpu_snapshot().await?.since(&before);
+    let name =
+        format!("end-to-end drain of {} no-op tasks, {} workers x {}", args.tasks, args.workers, args.concurrency);
+    let per_task = |micros: f64| micros / args.tasks as f64;
+    let mut figures = vec![
+        figure(name, "tasks/s", rate),
+        figure("drain CPU per task: server process", "us", per_task(used.server)),
+        figure("drain CPU per task: worker processes", "us", per_task(used.workers)),
+    ];
+    if let Some(postgres) = used.postgres {
+        figures.push(figure("drain CPU per task: PostgreSQL backends", "us", per_task(postgres)));
+    }
+    Ok(figures)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
