@@ -22,9 +22,10 @@ impl Batch for Completion {
     type Item = (String, Json);
     type Output = Settled;
     const NAME: &'static str = "complete";
-    /// A group of completions is one statement. One committer makes the groups about 2.5 times larger (3.8 to 9.7
-    /// tasks in a 4 x 16 drain) and cuts PostgreSQL's execution time for them by 40% (see BENCHMARKS.md).
-    const POSTGRES_COMMITTERS: usize = 1;
+    /// A group of completions is one statement. Fewer committers make larger groups (one made them 2.5 times larger
+    /// than four, when worker processes were slower to send them); two let a group commit while the next one is
+    /// on its way, which drained a 4 x 16 backlog 7-10% faster than one, at the same CPU per task (BENCHMARKS.md).
+    const POSTGRES_COMMITTERS: usize = 2;
 
     async fn all(&self, items: Vec<Self::Item>) -> Result<Vec<Result<Settled>>> {
         tasks::complete_many(&self.db, self.clock.now(), items).await
