@@ -26,9 +26,9 @@ fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     let runtime = match cli.command {
         // The worker daemon waits on its stream, its handlers' child processes and its calls; it computes little.
-        // On one thread, a message that wakes a task never has to wake a second thread and hand the task over;
-        // those hand-overs were about a quarter of the machine's CPU per task in the drain benchmark
-        // (BENCHMARKS.md). Handlers that compute run that work with `spawn_blocking`.
+        // On one thread, a message that wakes a task never has to wake a second thread and hand the task over:
+        // with two threads, such switches were the largest part of a no-op worker's CPU, which halved on one
+        // (BENCHMARKS.md). A handler that computes or blocks must put that work on `spawn_blocking`.
         Command::Worker(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
     };

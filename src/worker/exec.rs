@@ -8,7 +8,7 @@
 //! for good. When `time_budget_seconds` runs out, or the task is cancelled, the command's whole process group gets
 //! SIGTERM and, 5 seconds later, SIGKILL.
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::{path::Path, process::Stdio, sync::Arc, time::Duration};
 
 use serde_json::{Value as Json, json};
 use tokio::{
@@ -45,17 +45,29 @@ impl Handler for ExecHandler {
     fn handle(&self, task: pb::Task, ctx: TaskContext) -> BoxFuture<'static, Outcome> {
         let command = self.command.clone();
         Box::pin(async move {
-            match run(&command, task, ctx).await {
+            let workdir = match tempfile::tempdir() {
+                Ok(workdir) => workdir,
+                Err(err) => {
+                    return Outcome::Failed {
+                        error: format!("could not make a working folder: {err}"),
+                        retryable: false,
+                    };
+                }
+            };
+            let outcome = match run(&command, task, ctx, workdir.path()).await {
                 Ok(outcome) => outcome,
                 Err(err) => Outcome::Failed { error: format!("could not run the command: {err}"), retryable: false },
-            }
+            };
+            // A command may leave a whole checkout behind: deleting it must not hold up the worker's one thread,
+            // which serves every other task, the stream and the heartbeats.
+            let _ = tokio::task::spawn_blocking(move || drop(workdir)).await;
+            outcome
         })
     }
 }
 
-async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result<Outcome> {
-    let workdir = tempfile::tempdir()?;
-    let result_file = workdir.path().join("result.json");
+async fn run(command: &str, task: pb::Task, ctx: TaskContext, workdir: &Path) -> std::io::Result<Outcome> {
+    let result_file = workdir.join("result.json");
     let spec = task.spec.clone().unwrap_or_default();
     let budget = spec.constraints.as_ref().and_then(|c| c.time_budget_seconds).unwrap_or(900).max(1);
 
@@ -63,7 +75,7 @@ async fn run(command: &str, task: pb::Task, ctx: TaskContext) -> std::io::Result
     shell
         .arg("-c")
         .arg(command)
-        .current_dir(workdir.path())
+        .current_dir(workdir)
         .env("JCT_TASK_ID", &task.id)
         .env("JCT_TRACE_ID", &task.trace_id)
         .env("JCT_ATTEMPT", task.attempt.to_string())
