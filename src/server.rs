@@ -91,6 +91,7 @@ impl Server {
             .await
             .context("could not connect to the database")?;
         db::migrate_up(&db).await.context("could not apply the database migrations")?;
+        db::prepare_writer(&db).await.context("could not set up the database connection")?;
         let traces = TraceStore::open(&config.trace_root, config.trace_limits)
             .with_context(|| format!("could not create the trace root {}", config.trace_root.display()))?;
         if config.policy.allowed_repo_prefixes().is_empty() {

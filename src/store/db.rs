@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -33,10 +33,6 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
-                    // A statement that changes several rows inside a transaction keeps a statement journal, to undo
-                    // just that statement; past 64 KiB SQLite moves it to a temporary file, created and deleted
-                    // again for each such statement (a multi-row claim or completion). In memory instead.
-                    .pragma("temp_store", "memory")
             });
     } else {
         // Prepared statements keep PostgreSQL's default plan caching; the claim runs on sessions of its own (see
@@ -107,6 +103,19 @@ pub async fn connect_claims(url: &str, db: &DatabaseConnection) -> Result<Databa
 
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// Sets up the SQLite writer for serving, once migrations are done. A statement that changes several rows inside a
+/// transaction keeps a statement journal, to undo just that statement; past 64 KiB SQLite moves it to a temporary
+/// file, made and deleted again for each such statement (every multi-row claim or completion): kept in memory
+/// instead. Temporary storage also takes sorts and indexes built without room in the page cache, which the
+/// server's paged queries keep small but a migration building an index over a large table does not: hence after
+/// the migrations.
+pub async fn prepare_writer(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        db.execute_unprepared("PRAGMA temp_store = memory").await?;
+    }
+    Ok(())
 }
 
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {

@@ -113,7 +113,7 @@ impl TraceStore {
                 .into_iter()
                 .map(|(dir, bytes)| {
                     let bytes = bytes?;
-                    // The folder was made when the task was leased; only a task settled without one needs it now.
+                    // The folder was made when the task was leased; it is missing only if preparing it failed.
                     match write_file(&dir, OUTPUT_FILE, &bytes) {
                         Err(err) if err.kind() == io::ErrorKind::NotFound => {
                             std::fs::create_dir_all(&dir)?;
