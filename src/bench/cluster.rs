@@ -65,7 +65,11 @@ impl Cluster {
             anyhow::ensure!(tokio::time::Instant::now() < deadline, "the server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let db = Database::connect(&database_url).await?;
+        // Named, so that the CPU accounting can leave the bench's own connections out.
+        let db = match &postgres {
+            Some(_) => Database::connect(with_option(&database_url, "application_name", BENCH_APPLICATION)).await?,
+            None => Database::connect(&database_url).await?,
+        };
         Ok(Self { dir, database_url, postgres, server, workers: Vec::new(), url, db })
     }
 
@@ -157,11 +161,15 @@ impl Cluster {
         if let Some((admin, _)) = &self.postgres
             && cpu::is_local_postgres(admin)
         {
-            let sql = "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
-                       AND pid <> pg_backend_pid()";
+            let sql = format!(
+                "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+                 AND backend_type = 'client backend' AND application_name <> '{BENCH_APPLICATION}'"
+            );
             let rows = self.db.query_all_raw(Statement::from_string(self.db.get_database_backend(), sql)).await?;
             let pids = rows.iter().filter_map(|row| row.try_get_by_index::<i64>(0).ok()?.try_into().ok());
-            snapshot.postgres = of(&mut pids.collect::<Vec<u32>>().into_iter());
+            // A PostgreSQL in a container reports its own process ids: only processes here named postgres count.
+            let mut ours = pids.filter(|&pid| cpu::is_postgres_process(pid)).collect::<Vec<u32>>().into_iter();
+            snapshot.postgres = of(&mut ours);
         }
         Ok(snapshot)
     }
@@ -203,6 +211,15 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// `application_name` of the bench's own connections to a run's PostgreSQL database.
+const BENCH_APPLICATION: &str = "control-tower-bench";
+
+/// `url` with one more query option.
+fn with_option(url: &str, key: &str, value: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{key}={value}")
 }
 
 /// The URL of database `name` on the server of `admin`, with the admin URL's options (`sslmode`, `host` for a

@@ -59,11 +59,21 @@ fn clock_ticks_per_second() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
+/// Whether process `pid` here is a PostgreSQL process.
+pub fn is_postgres_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|name| name.trim_end() == "postgres")
+}
+
 /// Whether a PostgreSQL URL names this machine, where its backends' process ids are ours to read.
 pub fn is_local_postgres(url: &str) -> bool {
     let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
         return false;
     };
+    // A `host` option overrides the URL's host: a socket folder (an absolute path) is local.
+    let options = rest.split_once('?').map_or("", |(_, options)| options);
+    if let Some(host) = options.split('&').find_map(|option| option.strip_prefix("host=")) {
+        return host.starts_with('/') || matches!(host, "localhost" | "127.0.0.1" | "::1");
+    }
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let host = match host_port.strip_prefix('[') {
@@ -93,6 +103,12 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_process_is_known_by_its_name() {
+        assert!(!is_postgres_process(std::process::id()));
+        assert!(!is_postgres_process(u32::MAX));
+    }
+
+    #[test]
     fn processes_absent_before_count_from_their_start() {
         let before = CpuSnapshot { server: HashMap::from([(1, 100.0)]), ..Default::default() };
         let after = CpuSnapshot {
@@ -111,5 +127,7 @@ mod tests {
         assert!(is_local_postgres("postgres:///db?host=/var/run/postgresql"));
         assert!(!is_local_postgres("postgres://u@db.example.com:5432/db"));
         assert!(!is_local_postgres("postgres://u@10.0.0.5/db"));
+        assert!(!is_local_postgres("postgres://u@/db?host=db.example.com"));
+        assert!(is_local_postgres("postgres://u@db.example.com/db?sslmode=disable&host=/tmp"));
     }
 }
