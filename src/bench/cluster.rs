@@ -150,12 +150,9 @@ impl Cluster {
     /// CPU time so far of the server, the workers and, when PostgreSQL runs on this machine, the backends serving
     /// this run's database (the bench's own connection excepted; PostgreSQL's background writers are not counted).
     pub async fn cpu_snapshot(&self) -> anyhow::Result<CpuSnapshot> {
-        let of = |pids: &mut dyn Iterator<Item = u32>| {
-            pids.filter_map(|pid| cpu::process_micros(pid).map(|micros| (pid, micros))).collect()
-        };
         let mut snapshot = CpuSnapshot {
-            server: of(&mut std::iter::once(self.server.id())),
-            workers: of(&mut self.workers.iter().map(Child::id)),
+            server: cpu::of_processes([self.server.id()]),
+            workers: cpu::of_processes(self.workers.iter().map(Child::id)),
             postgres: Default::default(),
         };
         if let Some((admin, _)) = &self.postgres
@@ -168,8 +165,7 @@ impl Cluster {
             let rows = self.db.query_all_raw(Statement::from_string(self.db.get_database_backend(), sql)).await?;
             let pids = rows.iter().filter_map(|row| row.try_get_by_index::<i64>(0).ok()?.try_into().ok());
             // A PostgreSQL in a container reports its own process ids: only processes here named postgres count.
-            let mut ours = pids.filter(|&pid| cpu::is_postgres_process(pid)).collect::<Vec<u32>>().into_iter();
-            snapshot.postgres = of(&mut ours);
+            snapshot.postgres = cpu::of_processes(pids.filter(|&pid| cpu::is_postgres_process(pid)));
         }
         Ok(snapshot)
     }

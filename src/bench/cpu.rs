@@ -37,6 +37,11 @@ impl CpuSnapshot {
     }
 }
 
+/// CPU time so far of each of `pids` that is still there, in microseconds.
+pub fn of_processes(pids: impl IntoIterator<Item = u32>) -> HashMap<u32, f64> {
+    pids.into_iter().filter_map(|pid| process_micros(pid).map(|micros| (pid, micros))).collect()
+}
+
 /// User + system CPU time of process `pid` so far, in microseconds; None if it is gone or there is no `/proc`.
 pub fn process_micros(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
