@@ -107,10 +107,11 @@ async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
 /// Drains a backlog of `args.tasks` tasks; returns tasks/s and the CPU time per task of each part of the system.
 async fn drain(cluster: &mut Cluster, args: &BenchArgs) -> anyhow::Result<Vec<Figure>> {
     bulk_load(cluster, args.tasks).await?;
+    let audit_head = cluster.audit_head().await?;
     let before = cluster.cpu_snapshot().await?;
     let started = Instant::now();
     cluster.spawn_workers(args.workers, args.concurrency)?;
-    cluster.wait_drained(args.tasks).await?;
+    cluster.wait_drained(args.tasks, audit_head).await?;
     let rate = args.tasks as f64 / started.elapsed().as_secs_f64();
     // Before the workers are stopped: a process that is gone has no CPU time to read.
     let used = cluster.cpu_snapshot().await?.since(&before);

@@ -196,7 +196,7 @@ pub async fn append(db: &impl ConnectionTrait, ts: Micros, entries: Vec<Entry>) 
     }
 }
 
-/// An entry as `jsonb_populate_recordset` reads it: keys named after the columns.
+/// An entry as `json_populate_recordset` reads it: keys named after the columns.
 #[derive(Serialize)]
 struct PgRow<'a> {
     ts: Micros,
@@ -218,7 +218,7 @@ async fn append_postgres(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry
     const SQL: &str = "INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
         SELECT r.ts, r.actor_kind, r.actor_id, r.action, r.entity_kind, r.entity_id, r.before, r.after, r.note, \
-        r.trace_id FROM jsonb_populate_recordset(NULL::audit_log, $1::text::jsonb) WITH ORDINALITY AS r ORDER BY r.ordinality";
+        r.trace_id FROM json_populate_recordset(NULL::audit_log, $1::text::json) WITH ORDINALITY AS r ORDER BY r.ordinality";
     let rows: Vec<PgRow> = entries
         .iter()
         .map(|e| PgRow {

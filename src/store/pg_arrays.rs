@@ -77,7 +77,7 @@ impl ColumnArray {
     }
 }
 
-/// A JSON document as the text of a `jsonb` field.
+/// A JSON document as the text of a `json` or `jsonb` field.
 pub fn json_text(value: &impl Serialize) -> Result<String, DbErr> {
     serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("a JSON field: {e}")))
 }

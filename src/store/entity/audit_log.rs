@@ -13,9 +13,9 @@ pub struct Model {
     pub action: String,
     pub entity_kind: String,
     pub entity_id: String,
-    #[sea_orm(column_type = "JsonBinary", nullable)]
+    #[sea_orm(column_type = "Json", nullable)]
     pub before: Option<Json>,
-    #[sea_orm(column_type = "JsonBinary", nullable)]
+    #[sea_orm(column_type = "Json", nullable)]
     pub after: Option<Json>,
     pub note: Option<String>,
     pub trace_id: Option<String>,

@@ -327,7 +327,7 @@ fn insert_statement(columns: &[Column], arrays: &[ColumnArray]) -> String {
          RETURNING id, operation, requested_by_kind, requested_by_id, target_repo), \
          filtered AS ({filters}) \
          INSERT INTO audit_log (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-         SELECT ${ts}, e.actor_kind, e.actor_id, ${action}, ${kind}, e.entity_id, NULL, e.after::jsonb, NULL, e.trace_id \
+         SELECT ${ts}, e.actor_kind, e.actor_id, ${action}, ${kind}, e.entity_id, NULL, e.after::json, NULL, e.trace_id \
          FROM unnest(${a}::text[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[]) WITH ORDINALITY \
          AS e(actor_kind, actor_id, entity_id, after, trace_id, ord) ORDER BY e.ord",
         fields = fields.join(", "),

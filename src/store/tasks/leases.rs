@@ -284,8 +284,8 @@ async fn claim_plain_postgres<'c>(
         RETURNING tasks.*), \
         logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-        SELECT $1, $8, $6, $9, $10, id, $11::text::jsonb, \
-        jsonb_build_object('status', 'running', 'worker_id', $6::text, 'attempt', attempt, \
+        SELECT $1, $8, $6, $9, $10, id, $11::text::json, \
+        json_build_object('status', 'running', 'worker_id', $6::text, 'attempt', attempt, \
                            'concurrency_key', concurrency_key), \
         format('Status changed: queued -> running: leased to %s (attempt %s of %s)', $6::text, attempt, max_attempts), \
         trace_id FROM leased ORDER BY priority DESC, queued_at, id) \

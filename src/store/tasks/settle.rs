@@ -185,7 +185,7 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
         AND coalesce(cwom_issue_id, '') = '' RETURNING *), \
         logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-        SELECT $2, $3, coalesce(worker_id, ''), $4, $5, id, $6, $7, $8, trace_id FROM done) \
+        SELECT $2, $3, coalesce(worker_id, ''), $4, $5, id, $6::text::json, $7::text::json, $8, trace_id FROM done) \
         SELECT * FROM done";
     let template = Entry::status_changed(
         Actor::worker(""),
@@ -203,8 +203,8 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
         template.actor.kind.into(),
         template.action.as_str().into(),
         template.entity_kind.into(),
-        template.before.into(),
-        template.after.into(),
+        template.before.map(|doc| doc.to_string()).into(),
+        template.after.map(|doc| doc.to_string()).into(),
         template.note.into(),
     ];
     let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values);
