@@ -251,3 +251,59 @@ async fn racing_sealers_leave_one_intact_chain() {
     assert!(report.intact && report.entries_verified as i64 == written, "{report:?}");
     server.stop().await;
 }
+
+/// Entries sealed while their documents were `jsonb` (which PostgreSQL writes back with its own spacing and key
+/// order) still verify once the upgrade stores them as `json`, and the chain goes on from them.
+#[tokio::test]
+async fn entries_sealed_before_the_documents_became_json_still_verify() {
+    use control_tower::store::{audit_chain, db, entity::audit_log};
+    use migrations::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+    /// The last migration before the documents became `json`.
+    const BEFORE_JSON: u32 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, postgres) = common::fresh_database(&dir).await;
+    let conn = db::connect(&url, 2).await.unwrap();
+    Migrator::up(&conn, Some(BEFORE_JSON)).await.unwrap();
+    let insert = |n: usize| {
+        format!(
+            "INSERT INTO audit_log (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note) \
+             VALUES ({n}, 'system', 'tester', 'status_changed', 'task', 't{n}', '{{\"status\": \"queued\"}}', \
+             '{{\"worker_id\": \"w\\\"{n}\", \"zz\": {n}, \"aaa\": [1.50, -0, null, {{\"é\": true}}]}}', 'n')"
+        )
+    };
+    for n in 0..5 {
+        conn.execute_unprepared(&insert(n)).await.unwrap();
+    }
+    // Sealed as the sealer of that version did: each entry's documents parsed into values and hashed.
+    let entries = audit_log::Entity::find().order_by_asc(audit_log::Column::Txid).order_by_asc(audit_log::Column::Id);
+    let mut previous = "0".repeat(64);
+    for (n, entry) in entries.all(&conn).await.unwrap().iter().enumerate() {
+        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry));
+        let seal = format!(
+            "INSERT INTO audit_seals (seq, audit_id, txid, hash) VALUES ({}, {}, {}, '{link}')",
+            n + 1,
+            entry.id,
+            entry.txid
+        );
+        conn.execute_unprepared(&seal).await.unwrap();
+        previous = link;
+    }
+
+    Migrator::up(&conn, None).await.unwrap();
+    for n in 5..8 {
+        conn.execute_unprepared(&insert(n)).await.unwrap();
+    }
+    assert_eq!(audit_chain::seal_all(&conn).await.unwrap(), 3, "only the new entries");
+    let report = audit_chain::verify(&conn).await.unwrap();
+    assert!(report.broken.is_none() && report.verified == 8 && report.unsealed == 0, "{report:?}");
+
+    // An entry changed after the upgrade is still found.
+    conn.execute_unprepared("UPDATE audit_log SET after = '{\"attempt\": 2}' WHERE entity_id = 't1'").await.unwrap();
+    let report = audit_chain::verify(&conn).await.unwrap();
+    assert_eq!(report.broken.map(|b| b.seq), Some(2), "the second entry");
+    conn.close().await.ok();
+    if let (Some(admin), Some(name)) = (common::postgres_admin_url(), postgres) {
+        common::drop_database(&admin, &name).await;
+    }
+}

@@ -6,7 +6,7 @@
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    Select, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -356,6 +356,13 @@ pub async fn head(db: &impl ConnectionTrait) -> Result<Cursor, DbErr> {
     Ok(newest.as_ref().map(Cursor::of).unwrap_or_default())
 }
 
+/// Entries after `cursor` up to `head` (a stable head, see `head`) that pass `filter`, in visibility order.
+pub fn tail_select(backend: DatabaseBackend, filter: &Filter, cursor: Cursor, head: Cursor) -> Select<AuditLog> {
+    let query = AuditLog::find().filter(cursor.range_to(head, backend)).filter(filter.condition());
+    let query = if backend == DatabaseBackend::Postgres { query.order_by_asc(Column::Txid) } else { query };
+    query.order_by_asc(Column::Id)
+}
+
 /// Entries after `cursor`, up to the current stable head, in visibility order. Returns them and the position to
 /// continue from, which moves past non-matching entries too, so that a narrow filter does not rescan the log.
 pub async fn tail(
@@ -368,12 +375,7 @@ pub async fn tail(
     if head <= cursor {
         return Ok((Vec::new(), cursor));
     }
-    let backend = db.get_database_backend();
-    let mut query = AuditLog::find().filter(cursor.range_to(head, backend)).filter(filter.condition());
-    if backend == DatabaseBackend::Postgres {
-        query = query.order_by_asc(Column::Txid);
-    }
-    let rows = query.order_by_asc(Column::Id).limit(limit).all(db).await?;
+    let rows = tail_select(db.get_database_backend(), filter, cursor, head).limit(limit).all(db).await?;
     let next = if rows.len() as u64 == limit { rows.last().map(Cursor::of).unwrap_or(head) } else { head };
     Ok((rows, next))
 }

@@ -12,12 +12,16 @@
 //! can rewrite the whole tail of both tables can also rewrite the chain; recording the head (`seq`, `hash`) that
 //! `audit verify` prints somewhere else closes that gap.
 
+mod canonical;
+
 use std::collections::HashMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement, TransactionTrait,
+    sea_query::Expr,
 };
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -27,6 +31,7 @@ use super::{
         audit_seal::{Column, Entity as Seals, Model as Seal},
     },
 };
+use canonical::Canonical;
 
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -41,8 +46,59 @@ const LINK_BYTES: usize = 8 + 32;
 const SEALER_LOCK: (i32, i32) = (0x4354_4155, 1);
 
 /// The link after `previous` (a link hash in hex): covers every column of the entry, so no part of it can change
-/// unnoticed. The content is the entry's columns as one compact JSON array, serialised straight into the hash.
+/// unnoticed. The content is the entry's columns as one compact JSON array, its documents as `serde_json` writes
+/// their values, serialised straight into the hash.
 pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
+    let stored = StoredEntry {
+        id: entry.id,
+        ts: entry.ts,
+        actor_kind: entry.actor_kind.clone(),
+        actor_id: entry.actor_id.clone(),
+        action: entry.action.clone(),
+        entity_kind: entry.entity_kind.clone(),
+        entity_id: entry.entity_id.clone(),
+        before: entry.before.as_ref().map(ToString::to_string),
+        after: entry.after.as_ref().map(ToString::to_string),
+        note: entry.note.clone(),
+        trace_id: entry.trace_id.clone(),
+        txid: entry.txid,
+    };
+    // A `Value` always writes JSON that reads back.
+    link_hash_stored(previous, &stored).unwrap_or_default()
+}
+
+/// An entry as the chain reads it back: its JSON documents as the text stored, which `link_hash_stored` hashes
+/// without building a `Value` of them (see `canonical`).
+#[derive(Debug, FromQueryResult)]
+struct StoredEntry {
+    id: i64,
+    ts: i64,
+    actor_kind: String,
+    actor_id: String,
+    action: String,
+    entity_kind: String,
+    entity_id: String,
+    before: Option<String>,
+    after: Option<String>,
+    note: Option<String>,
+    trace_id: Option<String>,
+    txid: i64,
+}
+
+/// Entries of `select` as `StoredEntry` rows: the documents cast to text, the other columns as they are.
+fn stored(select: Select<audit_log::Entity>) -> sea_orm::Selector<sea_orm::SelectModel<StoredEntry>> {
+    use audit_log::Column as C;
+    select
+        .select_only()
+        .columns([C::Id, C::Ts, C::ActorKind, C::ActorId, C::Action, C::EntityKind, C::EntityId])
+        .column_as(Expr::cust("CAST(before AS TEXT)"), "before")
+        .column_as(Expr::cust("CAST(after AS TEXT)"), "after")
+        .columns([C::Note, C::TraceId, C::Txid])
+        .into_model::<StoredEntry>()
+}
+
+/// `link_hash` of the entry that `entry` was read from.
+fn link_hash_stored(previous: &str, entry: &StoredEntry) -> Result<[u8; 32], DbErr> {
     let content = (
         entry.id,
         entry.ts,
@@ -51,18 +107,22 @@ pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
         &entry.action,
         &entry.entity_kind,
         &entry.entity_id,
-        &entry.before,
-        &entry.after,
+        entry.before.as_deref().map(Canonical),
+        entry.after.as_deref().map(Canonical),
         &entry.note,
         &entry.trace_id,
         entry.txid,
     );
+    hash_content(previous, &content)
+        .map_err(|e| DbErr::Custom(format!("audit entry {} holds a document that is not JSON: {e}", entry.id)))
+}
+
+fn hash_content(previous: &str, content: &impl Serialize) -> Result<[u8; 32], serde_json::Error> {
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(b"\n");
-    // Writing into a hasher cannot fail, and these values always serialise.
-    let _ = serde_json::to_writer(HashWriter(&mut hasher), &content);
-    hasher.finalize().into()
+    serde_json::to_writer(HashWriter(&mut hasher), content)?;
+    Ok(hasher.finalize().into())
 }
 
 /// Feeds whatever is written through it to the hash.
@@ -177,13 +237,18 @@ async fn next_seal(db: &impl ConnectionTrait, head: Option<Head>) -> Result<Opti
         Some(head) => (head.seq, head.hash, Cursor { txid: head.txid, id: head.audit_id }),
         None => (0, GENESIS.to_owned(), Cursor::default()),
     };
-    let (entries, _) = audit::tail(db, &Filter::default(), cursor, BATCH).await?;
+    let head = audit::head(db).await?;
+    if head <= cursor {
+        return Ok(None);
+    }
+    let select = audit::tail_select(db.get_database_backend(), &Filter::default(), cursor, head);
+    let entries = stored(select.limit(BATCH)).all(db).await?;
     let Some(last) = entries.last() else {
         return Ok(None);
     };
     let mut links = Vec::with_capacity(entries.len() * LINK_BYTES);
     for entry in &entries {
-        let link = link_hash(&previous, entry);
+        let link = link_hash_stored(&previous, entry)?;
         links.extend_from_slice(&entry.id.to_be_bytes());
         links.extend_from_slice(&link);
         previous = hex(&link);
@@ -275,8 +340,7 @@ async fn verify_seal(
         Err(reason) => return Ok(Err(broken(0, seal.audit_id, reason))),
     };
     let ids: Vec<i64> = links.iter().map(|(id, _)| *id).collect();
-    let entries: HashMap<i64, Entry> = audit_log::Entity::find()
-        .filter(audit_log::Column::Id.is_in(ids))
+    let entries: HashMap<i64, StoredEntry> = stored(audit_log::Entity::find().filter(audit_log::Column::Id.is_in(ids)))
         .all(db)
         .await?
         .into_iter()
@@ -286,7 +350,7 @@ async fn verify_seal(
         let Some(entry) = entries.get(&audit_id) else {
             return Ok(Err(broken(offset, audit_id, format!("audit entry {audit_id} was deleted"))));
         };
-        let link = hex(&link_hash(&previous, entry));
+        let link = hex(&link_hash_stored(&previous, entry)?);
         if link != sealed {
             let reason = format!("audit entry {audit_id} does not match its seal: the entry or the seal was changed");
             return Ok(Err(broken(offset, audit_id, reason)));
