@@ -199,7 +199,7 @@ async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them(
         .unwrap();
     let mut previous = "0".repeat(64);
     for (n, entry) in entries.iter().enumerate() {
-        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry));
+        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry).unwrap());
         let seal = format!(
             "INSERT INTO audit_seals (seq, audit_id, txid, hash) VALUES ({}, {}, {}, '{link}')",
             n + 1,
@@ -279,7 +279,7 @@ async fn entries_sealed_before_the_documents_became_json_still_verify() {
     let entries = audit_log::Entity::find().order_by_asc(audit_log::Column::Txid).order_by_asc(audit_log::Column::Id);
     let mut previous = "0".repeat(64);
     for (n, entry) in entries.all(&conn).await.unwrap().iter().enumerate() {
-        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry));
+        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry).unwrap());
         let seal = format!(
             "INSERT INTO audit_seals (seq, audit_id, txid, hash) VALUES ({}, {}, {}, '{link}')",
             n + 1,

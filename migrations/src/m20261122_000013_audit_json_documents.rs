@@ -10,6 +10,16 @@
 //! summary per range of blocks, written when the range is summarized) serves the time filters of audit queries,
 //! where the B-tree cost an index entry for every entry written (about 3 us each).
 //!
+//! The BRIN index summarizes new block ranges as they fill (`autosummarize`), where autovacuum runs; a range not
+//! yet summarized is read by every time filter, so queries stay right either way.
+//!
+//! Changing the columns' type rewrites the table and its indexes under an exclusive lock: on a large audit log the
+//! upgrade takes a while before the server starts.
+//!
+//! Rolling back restores the B-tree but leaves the documents as `json`. Converting them back to `jsonb` would
+//! rewrite some of them (`1e+16` becomes `10000000000000000`, `-0.0` becomes `0.0`), and entries sealed since the
+//! upgrade would then fail verification; the previous version reads and writes `json` columns as it did `jsonb`.
+//!
 //! SQLite keeps both as they are: it stores JSON as text anyway, and has no BRIN indexes.
 
 use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
@@ -21,15 +31,10 @@ const UP: &[&str] = &[
     "ALTER TABLE audit_log ALTER COLUMN before TYPE json USING before::json, \
      ALTER COLUMN after TYPE json USING after::json",
     "DROP INDEX audit_log_ts_idx",
-    "CREATE INDEX audit_log_ts_idx ON audit_log USING brin (ts)",
+    "CREATE INDEX audit_log_ts_idx ON audit_log USING brin (ts) WITH (autosummarize = on)",
 ];
 
-const DOWN: &[&str] = &[
-    "ALTER TABLE audit_log ALTER COLUMN before TYPE jsonb USING before::jsonb, \
-     ALTER COLUMN after TYPE jsonb USING after::jsonb",
-    "DROP INDEX audit_log_ts_idx",
-    "CREATE INDEX audit_log_ts_idx ON audit_log (ts)",
-];
+const DOWN: &[&str] = &["DROP INDEX audit_log_ts_idx", "CREATE INDEX audit_log_ts_idx ON audit_log (ts)"];
 
 async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
     if manager.get_database_backend() != DatabaseBackend::Postgres {

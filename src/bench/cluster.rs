@@ -126,31 +126,38 @@ impl Cluster {
     ///
     /// Whether any task is left is a read of the first entries of the queue's and the leases' partial indexes,
     /// but on PostgreSQL those hold an entry for every task claimed since the table was last vacuumed: a look cost
-    /// 1-1.5 ms of the database during a drain, 5% of a core at 40 looks a second. So the wait asks only when the
-    /// drain should be nearly over. Progress is read from the audit log's newest id (one index entry): each drained
-    /// task appends two entries, its lease and its completion, counted from `audit_head`, the id before the drain.
-    /// Retries and leases still running only put the estimate ahead, so the wait never sleeps past the end for
-    /// long: it sleeps half the time the rate so far says is left, between 25 ms and 500 ms.
+    /// 1-1.5 ms of the database during a drain, 5% of a core at 40 looks a second. So the wait asks that when the
+    /// drain should be nearly over, and otherwise once a second. Progress is read from the audit log's newest id
+    /// (one index entry): each drained task appends two entries, its lease and its completion, counted from
+    /// `audit_head`, the id before the drain. Between looks the wait sleeps half the time that the rate since the
+    /// previous reading says is left, between 25 ms and 500 ms; retries and leases still running only put the
+    /// estimate ahead.
     pub async fn wait_drained(&self, n: usize, audit_head: i64) -> anyhow::Result<()> {
-        const LOOK: Duration = Duration::from_millis(25);
+        const SHORTEST: Duration = Duration::from_millis(25);
         const LONGEST: Duration = Duration::from_millis(500);
+        const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
         let started = tokio::time::Instant::now();
         let left = "SELECT CASE WHEN EXISTS (SELECT 1 FROM tasks WHERE status = 'queued') \
                     OR EXISTS (SELECT 1 FROM tasks WHERE status = 'running') THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END";
+        let mut last_look = started;
+        let mut previous = (started, 0.0);
         loop {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "tasks did not complete");
+            let now = tokio::time::Instant::now();
             let done = ((self.audit_head().await? - audit_head) / 2) as f64;
-            let pause = if done >= n as f64 {
+            if done >= n as f64 || now - last_look >= LOOK_AT_LEAST_EVERY {
                 if self.count(left).await? == 0 {
                     break;
                 }
-                LOOK
-            } else if done > 0.0 {
-                let left_secs = (n as f64 - done) * started.elapsed().as_secs_f64() / done;
-                Duration::from_secs_f64(left_secs / 2.0).clamp(LOOK, LONGEST)
+                last_look = now;
+            }
+            let rate = (done - previous.1) / (now - previous.0).as_secs_f64().max(1e-3);
+            let pause = if done < n as f64 && rate > 0.0 {
+                Duration::from_secs_f64((n as f64 - done) / rate / 2.0).clamp(SHORTEST, LONGEST)
             } else {
-                LOOK
+                SHORTEST
             };
+            previous = (now, done);
             tokio::time::sleep(pause).await;
         }
         let completed = self.count("SELECT COUNT(*) FROM tasks WHERE status = 'completed'").await?;

@@ -20,8 +20,17 @@ use serde_json::Number;
 /// JSON.
 pub struct Canonical<'a>(pub &'a str);
 
+/// The key by which `serde_json`'s `raw_value` feature (on in this build, through a dependency) marks a raw value:
+/// a `Value` parsed from an object whose first key it is becomes the JSON its string holds. A task's inputs may
+/// hold any key, so documents that mention it take the `Value` path itself.
+const RAW_VALUE_MARK: &str = "$serde_json::private::";
+
 impl Serialize for Canonical<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.contains(RAW_VALUE_MARK) {
+            let value: serde_json::Value = serde_json::from_str(self.0).map_err(serde::ser::Error::custom)?;
+            return value.serialize(serializer);
+        }
         let node: Node = serde_json::from_str(self.0).map_err(serde::ser::Error::custom)?;
         node.serialize(serializer)
     }
@@ -197,6 +206,7 @@ mod tests {
             r#"{"esc\"aped\u00e9": "tab\t\u0001 \ud83d\ude00 é", "": {}, "arr": [[], [{}], true, false, null]}"#,
             r#"{"ab": 1, "a": 2, "b": 3, "B": 4, "é": 5, "e": 6}"#,
             r#"[1.0, 1e2, 12345678901234567890123, 0.1, 2.5E+3]"#,
+            r#"{"inputs": {"a": {"$serde_json::private::RawValue": "{\"b\": 2}"}}}"#,
             r#""just a string""#,
             "42",
             "null",

@@ -48,7 +48,7 @@ const SEALER_LOCK: (i32, i32) = (0x4354_4155, 1);
 /// The link after `previous` (a link hash in hex): covers every column of the entry, so no part of it can change
 /// unnoticed. The content is the entry's columns as one compact JSON array, its documents as `serde_json` writes
 /// their values, serialised straight into the hash.
-pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
+pub fn link_hash(previous: &str, entry: &Entry) -> Result<[u8; 32], DbErr> {
     let stored = StoredEntry {
         id: entry.id,
         ts: entry.ts,
@@ -63,8 +63,7 @@ pub fn link_hash(previous: &str, entry: &Entry) -> [u8; 32] {
         trace_id: entry.trace_id.clone(),
         txid: entry.txid,
     };
-    // A `Value` always writes JSON that reads back.
-    link_hash_stored(previous, &stored).unwrap_or_default()
+    link_hash_stored(previous, &stored)
 }
 
 /// An entry as the chain reads it back: its JSON documents as the text stored, which `link_hash_stored` hashes
@@ -456,9 +455,9 @@ mod tests {
             trace_id: None,
             txid: 7,
         };
-        assert_eq!(link_hash(GENESIS, &entry), link_by_definition(GENESIS, &entry));
+        assert_eq!(link_hash(GENESIS, &entry).unwrap(), link_by_definition(GENESIS, &entry));
         let previous = hex(&link_by_definition(GENESIS, &entry));
-        assert_eq!(link_hash(&previous, &entry), link_by_definition(&previous, &entry));
+        assert_eq!(link_hash(&previous, &entry).unwrap(), link_by_definition(&previous, &entry));
     }
 
     #[test]
