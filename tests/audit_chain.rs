@@ -48,15 +48,19 @@ async fn entry_ids(server: &TestServer) -> Vec<i64> {
 
 /// With the sealer held back: waits until every entry written so far is stable (on PostgreSQL, until every older
 /// transaction anywhere in the cluster has ended), then seals them all at once; returns how many it sealed.
-async fn seal_when_stable(server: &TestServer) -> u64 {
-    use control_tower::store::{audit, audit_chain};
-    let newest = column(server, "SELECT COALESCE(MAX(id), 0) FROM audit_log").await[0];
+/// Seals once every entry written so far is stable (on PostgreSQL, once every older transaction of the cluster
+/// has ended); returns how many it sealed.
+async fn seal_when_stable(db: &sea_orm::DatabaseConnection) -> u64 {
+    use control_tower::store::{audit, audit_chain, entity::audit_log};
+    use sea_orm::{EntityTrait, QueryOrder};
+    let newest = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).one(db).await.unwrap();
+    let newest = newest.map_or(0, |entry| entry.id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while audit::head(&server.state.db).await.unwrap().id < newest {
+    while audit::head(db).await.unwrap().id < newest {
         assert!(tokio::time::Instant::now() < deadline, "the audit log does not become stable");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    audit_chain::seal_all(&server.state.db).await.unwrap()
+    audit_chain::seal_all(db).await.unwrap()
 }
 
 async fn some_history(server: &TestServer) {
@@ -135,7 +139,7 @@ async fn a_batch_is_one_seal_that_still_names_the_changed_entry() {
     let server = TestServer::configured(|config| config.audit_seal_interval = Duration::from_secs(3600)).await;
     some_history(&server).await;
     some_history(&server).await;
-    assert_eq!(seal_when_stable(&server).await, 16);
+    assert_eq!(seal_when_stable(&server.state.db).await, 16);
     assert_eq!(column(&server, "SELECT entries FROM audit_seals").await, vec![16], "one seal for the batch");
     let mut audit = AuditServiceClient::new(server.channel().await);
     let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
@@ -183,18 +187,17 @@ async fn the_operator_verifies_from_the_command_line() {
     server.stop().await;
 }
 
-/// A chain sealed before batches (one seal row per entry, no links, as the upgrade leaves it) still verifies, and
-/// the sealer goes on from its head in batches.
-#[tokio::test]
-async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them() {
+/// Seals every entry of the log as the first sealers did: one seal row per entry, no links, each link hashed from
+/// the entry as read into values. Returns the entries in chain order.
+async fn seal_one_row_per_entry(
+    db: &sea_orm::DatabaseConnection,
+) -> Vec<control_tower::store::entity::audit_log::Model> {
     use control_tower::store::{audit_chain, entity::audit_log};
-    use sea_orm::{EntityTrait, QueryOrder};
-    let server = TestServer::configured(|config| config.audit_seal_interval = Duration::from_secs(3600)).await;
-    some_history(&server).await;
+    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
     let entries = audit_log::Entity::find()
         .order_by_asc(audit_log::Column::Txid)
         .order_by_asc(audit_log::Column::Id)
-        .all(&server.state.db)
+        .all(db)
         .await
         .unwrap();
     let mut previous = "0".repeat(64);
@@ -206,11 +209,21 @@ async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them(
             entry.id,
             entry.txid
         );
-        server.sql(&seal).await.unwrap();
+        db.execute_unprepared(&seal).await.unwrap();
         previous = link;
     }
+    entries
+}
+
+/// A chain sealed before batches (one seal row per entry, no links, as the upgrade leaves it) still verifies, and
+/// the sealer goes on from its head in batches.
+#[tokio::test]
+async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them() {
+    let server = TestServer::configured(|config| config.audit_seal_interval = Duration::from_secs(3600)).await;
     some_history(&server).await;
-    assert_eq!(seal_when_stable(&server).await, 8, "only the new entries");
+    let entries = seal_one_row_per_entry(&server.state.db).await;
+    some_history(&server).await;
+    assert_eq!(seal_when_stable(&server.state.db).await, 8, "only the new entries");
     let mut audit = AuditServiceClient::new(server.channel().await);
     let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
     assert!(report.intact && report.entries_verified == 16 && report.head_seq == 16, "{report:?}");
@@ -256,9 +269,9 @@ async fn racing_sealers_leave_one_intact_chain() {
 /// order) still verify once the upgrade stores them as `json`, and the chain goes on from them.
 #[tokio::test]
 async fn entries_sealed_before_the_documents_became_json_still_verify() {
-    use control_tower::store::{audit_chain, db, entity::audit_log};
+    use control_tower::store::{audit_chain, db};
     use migrations::{Migrator, MigratorTrait};
-    use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+    use sea_orm::ConnectionTrait;
     /// The last migration before the documents became `json`.
     const BEFORE_JSON: u32 = 12;
     let dir = tempfile::tempdir().unwrap();
@@ -276,25 +289,13 @@ async fn entries_sealed_before_the_documents_became_json_still_verify() {
         conn.execute_unprepared(&insert(n)).await.unwrap();
     }
     // Sealed as the sealer of that version did: each entry's documents parsed into values and hashed.
-    let entries = audit_log::Entity::find().order_by_asc(audit_log::Column::Txid).order_by_asc(audit_log::Column::Id);
-    let mut previous = "0".repeat(64);
-    for (n, entry) in entries.all(&conn).await.unwrap().iter().enumerate() {
-        let link = audit_chain::hex(&audit_chain::link_hash(&previous, entry).unwrap());
-        let seal = format!(
-            "INSERT INTO audit_seals (seq, audit_id, txid, hash) VALUES ({}, {}, {}, '{link}')",
-            n + 1,
-            entry.id,
-            entry.txid
-        );
-        conn.execute_unprepared(&seal).await.unwrap();
-        previous = link;
-    }
+    seal_one_row_per_entry(&conn).await;
 
     Migrator::up(&conn, None).await.unwrap();
     for n in 5..8 {
         conn.execute_unprepared(&insert(n)).await.unwrap();
     }
-    assert_eq!(audit_chain::seal_all(&conn).await.unwrap(), 3, "only the new entries");
+    assert_eq!(seal_when_stable(&conn).await, 3, "only the new entries");
     let report = audit_chain::verify(&conn).await.unwrap();
     assert!(report.broken.is_none() && report.verified == 8 && report.unsealed == 0, "{report:?}");
 
