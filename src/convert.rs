@@ -161,17 +161,320 @@ pub fn task_document(task: &pb::Task) -> Json {
     })
 }
 
-/// `output.json`: how the task ended.
-pub fn output_document(row: &TaskRow) -> Json {
-    json!({
-        "task_id": row.id,
-        "trace_id": row.trace_id,
-        "status": row.status.as_str(),
-        "attempt": row.attempt,
-        "worker_id": row.worker_id,
-        "result": row.result,
-        "error": row.error,
-        "started_at": time_json(&timestamp_opt(row.started_at)),
-        "completed_at": time_json(&timestamp_opt(row.completed_at)),
-    })
+/// `input.json` of a leased attempt, written straight from its row: the bytes of `task_document` of the row's
+/// `pb::Task`, pretty-printed, without building the message or a JSON tree on the way (the dispatch path writes one
+/// per lease). Field names are in sorted order, as `serde_json` writes a `Value`'s objects.
+pub fn input_json(row: &TaskRow) -> serde_json::Result<Vec<u8>> {
+    let running = row.status == TaskStatus::Running;
+    let document = documents::Input {
+        attempt: row.attempt,
+        created_at: timestamp(row.created_at),
+        id: &row.id,
+        lease_expires_at: if running { timestamp_opt(row.lease_expires_at) } else { None },
+        queued_at: timestamp(row.queued_at),
+        spec: documents::Spec {
+            acceptance_criteria: documents::Strings(&row.acceptance_criteria),
+            concurrency_key: row.concurrency_key.as_deref().unwrap_or_default(),
+            constraints: documents::Constraints {
+                allow_network: row.allow_network,
+                allow_secrets: row.allow_secrets,
+                time_budget_seconds: row.time_budget_seconds,
+            },
+            evidence_requirements: documents::Strings(&row.evidence_requirements),
+            idempotency_key: row.idempotency_key.as_deref().unwrap_or_default(),
+            inputs: documents::AsStruct(&row.inputs),
+            max_attempts: row.max_attempts,
+            metadata: documents::AsStruct(&row.metadata),
+            objective: &row.objective,
+            operation: &row.operation,
+            priority: row.priority,
+            requested_by: documents::Requester {
+                id: &row.requested_by_id,
+                kind: &row.requested_by_kind,
+                label: row.requested_by_label.as_deref().unwrap_or_default(),
+            },
+            run_after: timestamp(row.run_after),
+            target: documents::Target { path: &row.target_path, r#ref: &row.target_ref, repo: &row.target_repo },
+            version: &row.version,
+        },
+        started_at: timestamp_opt(row.started_at),
+        status: pb::TaskStatus::from(row.status).as_str_name(),
+        trace_id: &row.trace_id,
+        trace_path: row.trace_path.as_deref().unwrap_or_default(),
+        worker_id: row.worker_id.as_deref().unwrap_or_default(),
+    };
+    serde_json::to_vec_pretty(&document)
+}
+
+/// `output.json`: how the task ended, pretty-printed, written straight from the row.
+pub fn output_json(row: &TaskRow) -> serde_json::Result<Vec<u8>> {
+    let document = documents::Output {
+        attempt: row.attempt,
+        completed_at: timestamp_opt(row.completed_at),
+        error: row.error.as_deref(),
+        result: row.result.as_ref(),
+        started_at: timestamp_opt(row.started_at),
+        status: row.status.as_str(),
+        task_id: &row.id,
+        trace_id: &row.trace_id,
+        worker_id: row.worker_id.as_deref(),
+    };
+    serde_json::to_vec_pretty(&document)
+}
+
+/// The shapes of `input.json` and `output.json`, borrowing from a task row; fields in sorted order.
+mod documents {
+    use pbjson_types::Timestamp;
+    use serde::{Serialize, Serializer, ser::SerializeMap, ser::SerializeSeq};
+    use serde_json::Value as Json;
+
+    #[derive(Serialize)]
+    pub struct Input<'a> {
+        pub attempt: i32,
+        pub created_at: Timestamp,
+        pub id: &'a str,
+        pub lease_expires_at: Option<Timestamp>,
+        pub queued_at: Timestamp,
+        pub spec: Spec<'a>,
+        pub started_at: Option<Timestamp>,
+        pub status: &'a str,
+        pub trace_id: &'a str,
+        pub trace_path: &'a str,
+        pub worker_id: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Spec<'a> {
+        pub acceptance_criteria: Strings<'a>,
+        pub concurrency_key: &'a str,
+        pub constraints: Constraints,
+        pub evidence_requirements: Strings<'a>,
+        pub idempotency_key: &'a str,
+        pub inputs: AsStruct<'a>,
+        pub max_attempts: i32,
+        pub metadata: AsStruct<'a>,
+        pub objective: &'a str,
+        pub operation: &'a str,
+        pub priority: i32,
+        pub requested_by: Requester<'a>,
+        pub run_after: Timestamp,
+        pub target: Target<'a>,
+        pub version: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Constraints {
+        pub allow_network: bool,
+        pub allow_secrets: bool,
+        pub time_budget_seconds: i32,
+    }
+
+    #[derive(Serialize)]
+    pub struct Requester<'a> {
+        pub id: &'a str,
+        pub kind: &'a str,
+        pub label: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Target<'a> {
+        pub path: &'a str,
+        pub r#ref: &'a str,
+        pub repo: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Output<'a> {
+        pub attempt: i32,
+        pub completed_at: Option<Timestamp>,
+        pub error: Option<&'a str>,
+        pub result: Option<&'a Json>,
+        pub started_at: Option<Timestamp>,
+        pub status: &'a str,
+        pub task_id: &'a str,
+        pub trace_id: &'a str,
+        pub worker_id: Option<&'a str>,
+    }
+
+    /// The string items of a JSON list, as the row's lists become `repeated string` in a `pb::Task`.
+    pub struct Strings<'a>(pub &'a Json);
+
+    impl Serialize for Strings<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let items: Vec<&str> =
+                self.0.as_array().map(|items| items.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+            let mut seq = serializer.serialize_seq(Some(items.len()))?;
+            for item in items {
+                seq.serialize_element(item)?;
+            }
+            seq.end()
+        }
+    }
+
+    /// A JSON document as it comes back from a round trip through `google.protobuf.Struct` (see `crate::json`):
+    /// a non-object is wrapped under `"value"`, and every number is carried as an f64.
+    pub struct AsStruct<'a>(pub &'a Json);
+
+    impl Serialize for AsStruct<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                Json::Object(_) => AsValue(self.0).serialize(serializer),
+                other => {
+                    let mut map = serializer.serialize_map(Some(1))?;
+                    map.serialize_entry("value", &AsValue(other))?;
+                    map.end()
+                }
+            }
+        }
+    }
+
+    struct AsValue<'a>(&'a Json);
+
+    impl Serialize for AsValue<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                Json::Number(n) => {
+                    let n = n.as_f64().unwrap_or_default();
+                    if n.fract() == 0.0 && n.abs() <= super::super::json::MAX_EXACT_INT {
+                        serializer.serialize_i64(n as i64)
+                    } else if n.is_finite() {
+                        serializer.serialize_f64(n)
+                    } else {
+                        serializer.serialize_unit()
+                    }
+                }
+                Json::Array(items) => {
+                    let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                    for item in items {
+                        seq.serialize_element(&AsValue(item))?;
+                    }
+                    seq.end()
+                }
+                Json::Object(fields) => {
+                    let mut map = serializer.serialize_map(Some(fields.len()))?;
+                    for (key, value) in fields {
+                        map.serialize_entry(key, &AsValue(value))?;
+                    }
+                    map.end()
+                }
+                other => other.serialize(serializer),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn row(status: TaskStatus, inputs: Json, metadata: Json, lists: Json, result: Option<Json>) -> TaskRow {
+        let ended = status.is_terminal();
+        TaskRow {
+            id: "01a23505-1567-7377-8448-6dacde61da7f".into(),
+            version: "1.0".into(),
+            idempotency_key: ended.then(|| "key-1".into()),
+            requested_by_kind: "agent".into(),
+            requested_by_id: "agent-7".into(),
+            requested_by_label: ended.then(|| "Agent \"seven\"".into()),
+            objective: "Fix the build\nand say why ✓".into(),
+            operation: "code_change".into(),
+            target_repo: "org/repo".into(),
+            target_ref: "main".into(),
+            target_path: "src/".into(),
+            time_budget_seconds: 900,
+            allow_network: true,
+            allow_secrets: false,
+            inputs,
+            metadata,
+            acceptance_criteria: lists.clone(),
+            evidence_requirements: lists,
+            priority: -3,
+            max_attempts: 5,
+            status,
+            attempt: 2,
+            run_after: 1_796_185_855_335_518,
+            lease_id: Some("a".repeat(32)),
+            lease_expires_at: Some(1_796_185_885_000_001),
+            worker_id: (status != TaskStatus::Queued).then(|| "worker-1".into()),
+            result,
+            error: ended.then(|| "it broke".into()),
+            trace_path: Some("file:///traces/01a23505".into()),
+            cwom_issue_id: None,
+            trace_id: "trace-1".into(),
+            created_at: -1,
+            queued_at: 1_796_185_855_335_518,
+            started_at: ended.then_some(1_796_185_863_192_596),
+            completed_at: ended.then_some(1_796_185_863_203_175),
+            concurrency_key: ended.then(|| "k".into()),
+        }
+    }
+
+    /// `output.json` built as a JSON tree, the shape `output_json` writes.
+    fn output_document(row: &TaskRow) -> Json {
+        json!({
+            "task_id": row.id,
+            "trace_id": row.trace_id,
+            "status": row.status.as_str(),
+            "attempt": row.attempt,
+            "worker_id": row.worker_id,
+            "result": row.result,
+            "error": row.error,
+            "started_at": time_json(&timestamp_opt(row.started_at)),
+            "completed_at": time_json(&timestamp_opt(row.completed_at)),
+        })
+    }
+
+    fn by_tree(row: &TaskRow) -> (Vec<u8>, Vec<u8>) {
+        let input = serde_json::to_vec_pretty(&task_document(&pb::Task::from(row))).unwrap();
+        let output = serde_json::to_vec_pretty(&output_document(row)).unwrap();
+        (input, output)
+    }
+
+    fn assert_same_bytes(row: &TaskRow) {
+        let (input, output) = by_tree(row);
+        assert_eq!(String::from_utf8(input_json(row).unwrap()).unwrap(), String::from_utf8(input).unwrap());
+        assert_eq!(String::from_utf8(output_json(row).unwrap()).unwrap(), String::from_utf8(output).unwrap());
+    }
+
+    #[test]
+    fn documents_written_from_the_row_match_those_built_from_the_message() {
+        let inputs = json!({"n": 1, "x": 1.5, "big": 1e300, "neg": -0.0, "s": "a\u{1}\"", "nil": null,
+                            "list": [1, 2.25, {"k": [true]}], "z": {"nested": {"deep": 3}}});
+        for status in [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Completed, TaskStatus::Failed] {
+            assert_same_bytes(&row(status, inputs.clone(), json!({}), json!(["a", "b"]), Some(json!({"ok": 1}))));
+        }
+        // Inputs that are not an object are wrapped; list items that are not strings are dropped.
+        assert_same_bytes(&row(TaskStatus::Running, json!([1, 2]), json!("m"), json!(["a", 1, null]), None));
+        assert_same_bytes(&row(TaskStatus::Running, json!({}), json!({}), json!("not a list"), None));
+    }
+
+    fn any_value() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            (-(1i64 << 53)..(1i64 << 53)).prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<String>().prop_map(Json::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Json::Array),
+                prop::collection::vec(("[a-cé\"\\\\]{0,3}", inner), 0..8)
+                    .prop_map(|members| Json::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_inputs_and_result_write_the_same_documents(inputs in any_value(), result in any_value()) {
+            let row = row(TaskStatus::Completed, inputs.clone(), inputs, json!(["a"]), Some(result));
+            let (input, output) = by_tree(&row);
+            prop_assert_eq!(input_json(&row).unwrap(), input);
+            prop_assert_eq!(output_json(&row).unwrap(), output);
+        }
+    }
 }

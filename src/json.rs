@@ -8,7 +8,7 @@ use pbjson_types::{ListValue, Struct, Value, value::Kind};
 use serde_json::{Map, Number, Value as Json};
 
 /// The largest integer an f64 holds exactly (2^53).
-const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+pub(crate) const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 pub fn struct_to_json(s: Struct) -> Json {
     Json::Object(s.fields.into_iter().map(|(k, v)| (k, value_to_json(v))).collect())

@@ -648,3 +648,51 @@ async fn the_server_vacuums_the_task_table_when_autovacuum_will_not() {
     assert!(left < 1_000, "{left} dead row versions left after the vacuum");
     assert!(!tasks::vacuum_if_unattended(db).await.unwrap(), "nothing left to vacuum");
 }
+
+/// A spec with every optional field set, so that a column read wrongly shows.
+fn full_spec(objective: &str) -> pb::TaskSpec {
+    let mut spec = spec(objective);
+    spec.idempotency_key = format!("key {objective}");
+    spec.requested_by = Some(pb::Requester { kind: "agent".into(), id: "agent-7".into(), label: "Seven".into() });
+    spec.target = Some(pb::Target {
+        repo: "acme/widgets".into(),
+        r#ref: "dev".into(),
+        path: "src/".into(),
+        ..Default::default()
+    });
+    spec.constraints =
+        Some(pb::Constraints { time_budget_seconds: Some(120), allow_network: false, allow_secrets: false });
+    spec.inputs = Some(json_struct(serde_json::json!({"n": 1, "x": 1.5, "nested": {"list": ["a", null, true]}})));
+    spec.metadata = Some(json_struct(serde_json::json!({"team": "core"})));
+    spec.acceptance_criteria = vec!["tests pass".into(), "no new warnings".into()];
+    spec.evidence_requirements = vec!["log".into()];
+    spec.priority = 3;
+    spec.max_attempts = 4;
+    spec
+}
+
+#[tokio::test]
+async fn claimed_and_completed_tasks_read_the_same_as_get_task() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    // One from the backlog (a stream's claim), one handed to a waiting stream by its enqueue.
+    let backlog = enqueue(&mut tasks, full_spec("From the backlog")).await;
+    let mut stream = pull(&mut workers, "reader", 1).await;
+    let first = next_assignment(&mut stream).await;
+    assert_eq!(first.task.as_ref().map(|t| t.id.as_str()), Some(backlog.id.as_str()));
+    let mut waiting = pull(&mut workers, "waiting", 1).await;
+    let handed = enqueue(&mut tasks, full_spec("Handed over")).await;
+    let second = next_assignment(&mut waiting).await;
+    assert_eq!(second.task.as_ref().map(|t| t.id.as_str()), Some(handed.id.as_str()));
+
+    for assignment in [first, second] {
+        let leased = assignment.task.clone().unwrap();
+        assert_eq!(leased.status(), pb::TaskStatus::Running);
+        assert_eq!(leased, get(&mut tasks, &leased.id).await, "the assignment's task is the stored one");
+        let completed = complete(&mut workers, &assignment.lease_id, serde_json::json!({"answer": 42})).await.unwrap();
+        assert_eq!(completed.status(), pb::TaskStatus::Completed);
+        assert_eq!(completed, get(&mut tasks, &leased.id).await, "the completion's answer is the stored task");
+    }
+    server.stop().await;
+}

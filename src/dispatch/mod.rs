@@ -33,7 +33,7 @@ use sea_orm::TransactionTrait;
 use crate::metrics::ReasonLabels;
 use crate::{
     clock::{Micros, SharedClock, duration_micros},
-    convert::output_document,
+    convert::output_json,
     pb,
     spec::NewTask,
     store::tasks::{self, Backoff, Claimed, EnqueueContext, LeaseLoss},
@@ -348,8 +348,18 @@ impl Dispatcher {
         if ended.is_empty() {
             return;
         }
-        let documents: Vec<_> = ended.iter().map(|t| output_document(t)).collect();
-        let outputs = ended.iter().zip(&documents).map(|(t, document)| (t.id.as_str(), document)).collect();
+        let mut outputs = Vec::with_capacity(ended.len());
+        let mut written_ended = Vec::with_capacity(ended.len());
+        for task in ended {
+            match output_json(task) {
+                Ok(bytes) => {
+                    outputs.push((task.id.as_str(), bytes));
+                    written_ended.push(task);
+                }
+                Err(err) => tracing::error!(task_id = %task.id, error = %err, "could not write output.json"),
+            }
+        }
+        let ended = written_ended;
         let written = match self.traces.write_outputs(outputs).await {
             Ok(written) => written,
             Err(err) => {

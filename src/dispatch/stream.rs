@@ -9,7 +9,7 @@ use tonic::Status;
 
 use super::{Dispatcher, Outbox, Phase, StreamEntry};
 use crate::{
-    convert::{task_document, timestamp},
+    convert::{input_json, timestamp},
     error::{Error, Result},
     pb::{self, pull_tasks_response::Event},
     store::tasks::{self, ClaimRequest, LeaseLoss},
@@ -176,7 +176,13 @@ async fn push(
         claimed.into_iter().filter(|row| row.lease_id.as_deref().is_some_and(|l| dispatcher.hold(entry, l))).collect();
     let lease_timeout = pbjson_types::Duration::from(dispatcher.config.lease_timeout);
     let tasks: Vec<pb::Task> = claimed.iter().map(pb::Task::from).collect();
-    let attempts = claimed.iter().zip(&tasks).map(|(row, task)| (row.id.clone(), row.attempt, task_document(task)));
+    let attempts = claimed.iter().filter_map(|row| match input_json(row) {
+        Ok(input) => Some((row.id.clone(), row.attempt, input)),
+        Err(err) => {
+            tracing::error!(task_id = %row.id, error = %err, "could not write input.json");
+            None
+        }
+    });
     let mut folders = dispatcher.traces.begin_attempts(attempts.collect());
     folders.prepare_retries().await;
     let mut worker_gone = false;

@@ -6,7 +6,6 @@
 
 use std::{collections::HashSet, io, path::PathBuf, sync::Mutex};
 
-use serde_json::Value as Json;
 use tokio::sync::Notify;
 
 use super::{INPUT_FILE, TraceStore, archive_attempt, write_file};
@@ -56,8 +55,8 @@ impl PendingInputs {
     }
 }
 
-/// One leased attempt: the task id, the attempt number, and the task document `input.json` records.
-pub type Attempt = (String, i32, Json);
+/// One leased attempt: the task id, the attempt number, and the bytes of its `input.json` (the task document).
+pub type Attempt = (String, i32, Vec<u8>);
 
 /// The attempts one claim leased, from `TraceStore::begin_attempts` until their folders are prepared. Dropping it
 /// unprepared (the stream went away) releases whatever waits on its first attempts.
@@ -122,13 +121,12 @@ async fn prepare(store: &TraceStore, attempts: Vec<Attempt>) {
     }
 }
 
-fn prepare_folder(dir: PathBuf, attempt: i32, input: &Json) -> io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(input)?;
+fn prepare_folder(dir: PathBuf, attempt: i32, input: &[u8]) -> io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     if attempt > 1 {
         archive_attempt(&dir, attempt - 1)?;
     }
-    write_file(&dir, INPUT_FILE, &bytes)
+    write_file(&dir, INPUT_FILE, input)
 }
 
 impl TraceStore {
@@ -148,9 +146,13 @@ impl TraceStore {
 mod tests {
     use std::time::Duration;
 
-    use serde_json::json;
+    use serde_json::{Value as Json, json};
 
     use super::*;
+
+    fn doc(value: Json) -> Vec<u8> {
+        serde_json::to_vec_pretty(&value).unwrap()
+    }
     use crate::trace::{OUTPUT_FILE, TraceLimits};
 
     fn store() -> (tempfile::TempDir, TraceStore) {
@@ -162,7 +164,7 @@ mod tests {
     #[tokio::test]
     async fn a_first_attempts_output_waits_for_its_input() {
         let (_dir, store) = store();
-        let attempts = store.begin_attempts(vec![("t1".into(), 1, json!({"id": "t1"}))]);
+        let attempts = store.begin_attempts(vec![("t1".into(), 1, doc(json!({"id": "t1"})))]);
         let writer = store.clone();
         let output = tokio::spawn(async move { writer.write_output("t1", &json!({"ok": true})).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn attempts_dropped_unprepared_hold_nothing_up() {
         let (_dir, store) = store();
-        drop(store.begin_attempts(vec![("t2".into(), 1, json!({}))]));
+        drop(store.begin_attempts(vec![("t2".into(), 1, doc(json!({})))]));
         store.write_output("t2", &json!({})).await.unwrap();
         assert!(!store.task_dir("t2").join(INPUT_FILE).exists());
     }
@@ -185,8 +187,8 @@ mod tests {
     #[tokio::test]
     async fn a_retry_moves_the_earlier_attempt_aside_before_its_assignment() {
         let (_dir, store) = store();
-        store.begin_attempts(vec![("t3".into(), 1, json!({"attempt": 1}))]).prepare_firsts().await;
-        let mut retry = store.begin_attempts(vec![("t3".into(), 2, json!({"attempt": 2}))]);
+        store.begin_attempts(vec![("t3".into(), 1, doc(json!({"attempt": 1})))]).prepare_firsts().await;
+        let mut retry = store.begin_attempts(vec![("t3".into(), 2, doc(json!({"attempt": 2})))]);
         retry.prepare_retries().await;
         let folder = store.task_dir("t3");
         let read = |path: PathBuf| serde_json::from_slice::<Json>(&std::fs::read(path).unwrap()).unwrap();

@@ -91,28 +91,26 @@ impl TraceStore {
 
     /// Writes `output.json`: the result or the error the task ended with. The task takes no more uploads' usage.
     pub async fn write_output(&self, task_id: &str, output: &Json) -> io::Result<()> {
-        let mut written = self.write_outputs(vec![(task_id, output)]).await?;
+        let mut written = self.write_outputs(vec![(task_id, serde_json::to_vec_pretty(output)?)]).await?;
         written.pop().unwrap_or_else(|| Err(io::Error::other("no outcome")))
     }
 
-    /// `write_output` for several tasks, in one blocking job; one outcome per task, in order. Waits for the
-    /// `input.json` of first attempts still being written, so that a task's folder is whole once it has ended.
-    pub async fn write_outputs(&self, outputs: Vec<(&str, &Json)>) -> io::Result<Vec<io::Result<()>>> {
+    /// `write_output` for several tasks, each given as the bytes of its `output.json`, in one blocking job; one
+    /// outcome per task, in order. Waits for the `input.json` of first attempts still being written, so that a
+    /// task's folder is whole once it has ended.
+    pub async fn write_outputs(&self, outputs: Vec<(&str, Vec<u8>)>) -> io::Result<Vec<io::Result<()>>> {
         self.pending.wait_for(outputs.iter().map(|(task_id, _)| *task_id)).await;
         if let Ok(mut usage) = self.usage.lock() {
             for (task_id, _) in &outputs {
                 usage.remove(*task_id);
             }
         }
-        let files: Vec<(PathBuf, serde_json::Result<Vec<u8>>)> = outputs
-            .into_iter()
-            .map(|(task_id, output)| (self.task_dir(task_id), serde_json::to_vec_pretty(output)))
-            .collect();
+        let files: Vec<(PathBuf, Vec<u8>)> =
+            outputs.into_iter().map(|(task_id, bytes)| (self.task_dir(task_id), bytes)).collect();
         tokio::task::spawn_blocking(move || {
             files
                 .into_iter()
                 .map(|(dir, bytes)| {
-                    let bytes = bytes?;
                     // The folder was made when the task was leased; it is missing only if preparing it failed.
                     match write_file(&dir, OUTPUT_FILE, &bytes) {
                         Err(err) if err.kind() == io::ErrorKind::NotFound => {

@@ -7,13 +7,13 @@ use std::{
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryResult, Statement, TransactionTrait,
+    PaginatorTrait, QueryFilter, Statement, TransactionTrait,
     sea_query::{BinOper, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SqliteQueryBuilder},
-    sqlx,
+    sqlx::{self, Row},
 };
 use serde_json::json;
 
-use super::{ENTITY_KIND, status_is, status_unindexed};
+use super::{ENTITY_KIND, pg_rows, status_is, status_unindexed};
 use crate::{
     clock::Micros,
     error::Result,
@@ -145,12 +145,101 @@ pub(super) async fn claim_within(
     Ok(results)
 }
 
-/// PostgreSQL: each claim first takes the plain way, one statement that picks the candidates, leases those without
-/// a concurrency key or a work model, and writes their audit entries (one round trip, committed on its own). Only
-/// when it picked keyed or work-model candidates does the rest of the claim take the general transaction, which
-/// admits keys under their locks and records the work model. While `route` says such tasks head the queue, claims
-/// take the transaction at once.
+/// PostgreSQL: the claims of a group that ask for the same operations are served by one plain statement, which
+/// picks the candidates of all of them, leases those without a concurrency key or a work model, hands them out to
+/// the claims in order and writes their audit entries (one round trip, committed on its own). Only when it picked
+/// keyed or work-model candidates do the claims it left short take the general transaction, which admits keys
+/// under their locks and records the work model. While `route` says such tasks head the queue, claims take the
+/// transaction at once.
+///
+/// One statement for many claims matters: a statement's fixed cost (snapshot, locks on the table and its indexes,
+/// executor start, commit) is paid once per group instead of once per stream.
 async fn claim_many_postgres(
+    db: &DatabaseConnection,
+    route: &ClaimRoute,
+    now: Micros,
+    requests: &[ClaimRequest],
+) -> Result<Vec<Claimed>> {
+    if route.keyed_ahead() {
+        return claim_keyed_many_postgres(db, route, now, requests).await;
+    }
+    let mut results: Vec<Option<Claimed>> = requests.iter().map(|_| None).collect();
+    for group in same_filter_groups(requests) {
+        let group_requests: Vec<&ClaimRequest> = group.iter().map(|&i| &requests[i]).collect();
+        let outcome = claim_plain_then_keyed_postgres(db, route, now, &group_requests).await;
+        let claimed = match outcome {
+            Ok(claimed) => claimed,
+            // What earlier claims of the group committed stands: their streams get their tasks.
+            Err(err) if results.iter().flatten().any(|r| !r.tasks.is_empty()) => {
+                tracing::warn!(error = %err, streams = group.len(), "claim failed; the streams will look again");
+                group.iter().map(|_| Claimed::default()).collect()
+            }
+            Err(err) => return Err(err),
+        };
+        for (i, claimed) in group.into_iter().zip(claimed) {
+            results[i] = Some(claimed);
+        }
+    }
+    Ok(results.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// The indexes of `requests`, grouped by the operations they ask for, in order of first appearance.
+fn same_filter_groups(requests: &[ClaimRequest]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, req) in requests.iter().enumerate() {
+        match groups.iter_mut().find(|g| requests[g[0]].operations == req.operations) {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+/// The plain statement for claims of the same filter, then, if it picked keyed or work-model candidates, the
+/// transaction for what each claim still lacks.
+async fn claim_plain_then_keyed_postgres(
+    db: &DatabaseConnection,
+    route: &ClaimRoute,
+    now: Micros,
+    requests: &[&ClaimRequest],
+) -> Result<Vec<Claimed>> {
+    let (leased, picked) = claim_plain_postgres(db.get_postgres_connection_pool(), now, requests).await?;
+    let leased_count: usize = leased.iter().map(Vec::len).sum();
+    let mut results = Vec::with_capacity(requests.len());
+    let keyed_picked = picked > leased_count;
+    if keyed_picked {
+        route.set_keyed_ahead(true);
+    }
+    for (req, mut tasks) in requests.iter().zip(leased) {
+        let mut capped = 0;
+        let short = req.limit.saturating_sub(tasks.len() as u64);
+        if keyed_picked && short > 0 {
+            let rest = ClaimRequest { limit: short, ..(*req).clone() };
+            match claim_in_transaction(db, now, std::slice::from_ref(&rest)).await {
+                Ok(mut more) => {
+                    if let Some(more) = more.pop() {
+                        capped = more.capped;
+                        tasks.extend(more.tasks);
+                    }
+                }
+                // The plain leases are committed: push them; the stream looks again for the rest.
+                Err(err) if !tasks.is_empty() => {
+                    tracing::warn!(error = %err, worker_id = %req.worker_id, "claim of keyed tasks failed");
+                    // Not exhausted: the stream may claim again.
+                    capped = short as usize;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        sort_in_dispatch_order(&mut tasks);
+        results.push(Claimed { tasks, capped });
+    }
+    Ok(results)
+}
+
+/// The transaction alone, claim by claim, while keyed or work-model tasks head the queue; a claim that leases none
+/// of them sends the next claims back to the plain statement.
+async fn claim_keyed_many_postgres(
     db: &DatabaseConnection,
     route: &ClaimRoute,
     now: Micros,
@@ -163,14 +252,8 @@ async fn claim_many_postgres(
             results.push(Claimed::default());
             continue;
         }
-        let outcome = if route.keyed_ahead() {
-            claim_keyed_postgres(db, route, now, req).await
-        } else {
-            claim_plain_then_keyed_postgres(db, route, now, req).await
-        };
-        let claimed = match outcome {
-            Ok(claimed) => claimed,
-            // What earlier claims of the group committed stands: their streams get their tasks.
+        let claimed = match claim_in_transaction(db, now, std::slice::from_ref(req)).await {
+            Ok(mut claimed) => claimed.pop().unwrap_or_default(),
             Err(err) if results.iter().any(|r| !r.tasks.is_empty()) => {
                 tracing::warn!(error = %err, worker_id = %req.worker_id, "claim failed; the stream will look again");
                 results.push(Claimed::default());
@@ -178,59 +261,15 @@ async fn claim_many_postgres(
             }
             Err(err) => return Err(err),
         };
+        if !claimed.tasks.iter().any(|t| t.concurrency_key.is_some() || t.cwom_issue_id.is_some()) {
+            route.set_keyed_ahead(false);
+        }
         if ((claimed.tasks.len() + claimed.capped) as u64) < req.limit {
             exhausted.add(req);
         }
         results.push(claimed);
     }
     Ok(results)
-}
-
-/// The plain statement, then, if it picked keyed or work-model candidates, the transaction for the rest.
-async fn claim_plain_then_keyed_postgres(
-    db: &DatabaseConnection,
-    route: &ClaimRoute,
-    now: Micros,
-    req: &ClaimRequest,
-) -> Result<Claimed> {
-    let (mut tasks, picked) = claim_plain_postgres(db.get_postgres_connection_pool(), now, req).await?;
-    let mut capped = 0;
-    if picked > tasks.len() {
-        route.set_keyed_ahead(true);
-        let rest = ClaimRequest { limit: req.limit - tasks.len() as u64, ..req.clone() };
-        match claim_in_transaction(db, now, std::slice::from_ref(&rest)).await {
-            Ok(mut more) => {
-                if let Some(more) = more.pop() {
-                    capped = more.capped;
-                    tasks.extend(more.tasks);
-                }
-            }
-            // The plain leases are committed: push them; the stream looks again for the rest.
-            Err(err) if !tasks.is_empty() => {
-                tracing::warn!(error = %err, worker_id = %req.worker_id, "claim of keyed tasks failed");
-                // Not exhausted: the stream may claim again.
-                capped = picked - tasks.len();
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    sort_in_dispatch_order(&mut tasks);
-    Ok(Claimed { tasks, capped })
-}
-
-/// The transaction alone, while keyed or work-model tasks head the queue; a claim that leases none of them sends
-/// the next claims back to the plain statement.
-async fn claim_keyed_postgres(
-    db: &DatabaseConnection,
-    route: &ClaimRoute,
-    now: Micros,
-    req: &ClaimRequest,
-) -> Result<Claimed> {
-    let claimed = claim_in_transaction(db, now, std::slice::from_ref(req)).await?.pop().unwrap_or_default();
-    if !claimed.tasks.iter().any(|t| t.concurrency_key.is_some() || t.cwom_issue_id.is_some()) {
-        route.set_keyed_ahead(false);
-    }
-    Ok(claimed)
 }
 
 /// Operation filters whose eligible tasks ran out during one group of claims: later claims of the group with the
@@ -258,49 +297,66 @@ fn sort_in_dispatch_order(tasks: &mut [Model]) {
     tasks.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
 }
 
-/// One statement: picks up to `limit` eligible candidates in dispatch order (locked, skipping rows other claimers
-/// hold), leases those without a concurrency key or a work model, and writes their audit entries, the same entries
-/// `claim_in_transaction` writes. Returns the leased tasks and how many candidates were picked.
+/// One statement for claims that ask for the same operations: picks as many eligible candidates as they want
+/// together, in dispatch order (locked, skipping rows other claimers hold), leases those without a concurrency key
+/// or a work model, the first ones to the first claim and so on, and writes their audit entries, the same entries
+/// `claim_in_transaction` writes. Returns each claim's leased tasks and how many candidates were picked in all.
+///
+/// The server-wide settings (lease timeout, trace prefix, concurrency limit) are taken from the first claim; every
+/// claim of a server has the same ones.
 ///
 /// `conn` is the claim pool (the statement commits on its own) or a transaction that also does something else.
 async fn claim_plain_postgres<'c>(
     conn: impl sqlx::PgExecutor<'c>,
     now: Micros,
-    req: &ClaimRequest,
-) -> Result<(Vec<Model>, usize)> {
-    const SQL: &str = "WITH picked AS (\
-        SELECT id, concurrency_key, cwom_issue_id FROM tasks \
+    requests: &[&ClaimRequest],
+) -> Result<(Vec<Vec<Model>>, usize)> {
+    const SQL: &str = "WITH wants AS (\
+        SELECT w.worker_id, w.wanted, w.ord, (sum(w.wanted) OVER (ORDER BY w.ord))::bigint - w.wanted AS after \
+        FROM unnest($6::text[], $4::bigint[]) WITH ORDINALITY AS w(worker_id, wanted, ord)), \
+        picked AS (\
+        SELECT id, concurrency_key, cwom_issue_id, priority, queued_at FROM tasks \
         WHERE status = 'queued' AND run_after <= $1 \
         AND (cardinality($2::text[]) = 0 OR operation = ANY($2::text[])) \
         AND (concurrency_key IS NULL OR (SELECT COUNT(*) FROM tasks r WHERE r.status = 'running' \
              AND r.concurrency_key = tasks.concurrency_key) < $3) \
-        ORDER BY priority DESC, queued_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+        ORDER BY priority DESC, queued_at, id LIMIT (SELECT sum(wanted)::bigint FROM wants) FOR UPDATE SKIP LOCKED), \
+        plain AS (\
+        SELECT id, row_number() OVER (ORDER BY priority DESC, queued_at, id) AS rank FROM picked \
+        WHERE concurrency_key IS NULL AND cwom_issue_id IS NULL), \
+        assigned AS (\
+        SELECT plain.id, wants.worker_id, wants.ord FROM plain \
+        JOIN wants ON plain.rank > wants.after AND plain.rank <= wants.after + wants.wanted), \
         leased AS (\
         UPDATE tasks SET status = 'running', lease_id = replace(gen_random_uuid()::text, '-', ''), \
-        lease_expires_at = $5, attempt = tasks.attempt + 1, worker_id = $6, started_at = $1, \
+        lease_expires_at = $5, attempt = tasks.attempt + 1, worker_id = assigned.worker_id, started_at = $1, \
         trace_path = $7 || tasks.id \
-        FROM picked WHERE tasks.id = picked.id \
-        AND picked.concurrency_key IS NULL AND picked.cwom_issue_id IS NULL \
-        RETURNING tasks.*), \
+        FROM assigned WHERE tasks.id = assigned.id \
+        RETURNING tasks.*, assigned.ord), \
         logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-        SELECT $1, $8, $6, $9, $10, id, $11::text::json, \
-        json_build_object('status', 'running', 'worker_id', $6::text, 'attempt', attempt, \
+        SELECT $1, $8, worker_id, $9, $10, id, $11::text::json, \
+        json_build_object('status', 'running', 'worker_id', worker_id, 'attempt', attempt, \
                            'concurrency_key', concurrency_key), \
-        format('Status changed: queued -> running: leased to %s (attempt %s of %s)', $6::text, attempt, max_attempts), \
-        trace_id FROM leased ORDER BY priority DESC, queued_at, id) \
+        format('Status changed: queued -> running: leased to %s (attempt %s of %s)', worker_id, attempt, max_attempts), \
+        trace_id FROM leased ORDER BY ord, priority DESC, queued_at, id) \
         SELECT leased.*, counted.picked FROM (SELECT COUNT(*) AS picked FROM picked) counted \
         LEFT JOIN leased ON true";
-    let template = lease_entry(&req.worker_id, "", 0, 0, None, "");
+    let Some(first) = requests.first() else {
+        return Ok((Vec::new(), 0));
+    };
+    let template = lease_entry("", "", 0, 0, None, "");
     let before = template.before.as_ref().map(pg_arrays::json_text).transpose()?;
+    let workers: Vec<&str> = requests.iter().map(|r| r.worker_id.as_str()).collect();
+    let wanted: Vec<i64> = requests.iter().map(|r| r.limit as i64).collect();
     let rows = sqlx::query(SQL)
         .bind(now)
-        .bind(&req.operations)
-        .bind(i64::from(req.concurrency_limit))
-        .bind(req.limit as i64)
-        .bind(now + req.lease_timeout)
-        .bind(req.worker_id.as_str())
-        .bind(req.trace_uri_prefix.as_str())
+        .bind(&first.operations)
+        .bind(i64::from(first.concurrency_limit))
+        .bind(&wanted)
+        .bind(now + first.lease_timeout)
+        .bind(&workers)
+        .bind(first.trace_uri_prefix.as_str())
         .bind(template.actor.kind.as_str())
         .bind(template.action.as_str())
         .bind(template.entity_kind)
@@ -308,19 +364,20 @@ async fn claim_plain_postgres<'c>(
         .fetch_all(conn)
         .await
         .map_err(pg_arrays::exec_err)?;
-    let rows: Vec<QueryResult> = rows.into_iter().map(QueryResult::from).collect();
     let picked = match rows.first() {
-        Some(row) => row.try_get::<i64>("", "picked")? as usize,
+        Some(row) => row.try_get::<i64, _>("picked").map_err(pg_arrays::exec_err)? as usize,
         None => 0,
     };
-    let mut tasks = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let mut leased: Vec<Vec<Model>> = requests.iter().map(|_| Vec::new()).collect();
+    for (row, task) in rows.iter().zip(pg_rows::tasks(&rows)?) {
         // The one row of a claim that leased nothing carries only the count.
-        if row.try_get::<Option<String>>("", "id")?.is_some() {
-            tasks.push(Model::from_query_result(row, "")?);
+        let Some(task) = task else { continue };
+        let ord = row.try_get::<i64, _>("ord").map_err(pg_arrays::exec_err)?;
+        if let Some(tasks) = leased.get_mut((ord - 1) as usize) {
+            tasks.push(task);
         }
     }
-    Ok((tasks, picked))
+    Ok((leased, picked))
 }
 
 /// PostgreSQL: serves `requests` inside `txn`, which the caller commits, with the plain statement alone. Keyed and
@@ -330,22 +387,21 @@ pub(super) async fn claim_plain_within_postgres(
     now: Micros,
     requests: &[ClaimRequest],
 ) -> Result<Vec<Claimed>> {
-    let mut results = Vec::with_capacity(requests.len());
-    let mut exhausted = Exhausted::default();
-    for req in requests {
-        if exhausted.covers(req) {
-            results.push(Claimed::default());
-            continue;
+    let mut results: Vec<Option<Claimed>> = requests.iter().map(|_| None).collect();
+    for group in same_filter_groups(requests) {
+        let group_requests: Vec<&ClaimRequest> = group.iter().map(|&i| &requests[i]).collect();
+        let (leased, picked) = claim_plain_postgres(&mut *txn, now, &group_requests).await?;
+        let mut capped_left = picked - leased.iter().map(Vec::len).sum::<usize>();
+        for (i, mut tasks) in group.into_iter().zip(leased) {
+            sort_in_dispatch_order(&mut tasks);
+            // The keyed candidates left queued go to the claims left short, so that their streams look again.
+            let short = (requests[i].limit as usize).saturating_sub(tasks.len());
+            let capped = short.min(capped_left);
+            capped_left -= capped;
+            results[i] = Some(Claimed { tasks, capped });
         }
-        let (mut tasks, picked) = claim_plain_postgres(&mut *txn, now, req).await?;
-        if (picked as u64) < req.limit {
-            exhausted.add(req);
-        }
-        sort_in_dispatch_order(&mut tasks);
-        let capped = picked - tasks.len();
-        results.push(Claimed { tasks, capped });
     }
-    Ok(results)
+    Ok(results.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 /// The audit entry of a lease; the plain PostgreSQL claim writes the same one in SQL.

@@ -8,6 +8,7 @@
 mod filters;
 mod intake;
 mod leases;
+mod pg_rows;
 mod settle;
 
 use sea_orm::{

@@ -6,10 +6,11 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
     Statement, TransactionTrait,
     sea_query::{CaseStatement, Expr, SimpleExpr},
+    sqlx,
 };
 use serde_json::{Value as Json, json};
 
-use super::{ENTITY_KIND, get, status_unindexed};
+use super::{ENTITY_KIND, get, pg_rows, status_unindexed};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -20,6 +21,7 @@ use crate::{
             task_model::{self, AttemptEnd},
         },
         entity::task::{Column, Entity as Tasks, Model, TaskStatus},
+        pg_arrays,
     },
 };
 
@@ -196,19 +198,19 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
         None,
         "",
     );
-    let results = results_by_lease(items);
-    let values: [sea_orm::Value; 8] = [
-        results.into(),
-        now.into(),
-        template.actor.kind.into(),
-        template.action.as_str().into(),
-        template.entity_kind.into(),
-        template.before.map(|doc| doc.to_string()).into(),
-        template.after.map(|doc| doc.to_string()).into(),
-        template.note.into(),
-    ];
-    let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values);
-    Ok(Tasks::find().from_raw_sql(statement).all(db).await?)
+    let rows = sqlx::query(SQL)
+        .bind(results_by_lease(items))
+        .bind(now)
+        .bind(template.actor.kind.as_str())
+        .bind(template.action.as_str())
+        .bind(template.entity_kind)
+        .bind(template.before.map(|doc| doc.to_string()))
+        .bind(template.after.map(|doc| doc.to_string()))
+        .bind(template.note)
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(pg_arrays::exec_err)?;
+    Ok(pg_rows::tasks(&rows)?.into_iter().flatten().collect())
 }
 
 /// The statements' first parameter: a JSON object from each lease to its result.
