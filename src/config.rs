@@ -75,12 +75,11 @@ pub struct BenchArgs {
     /// Tasks for the enqueue and drain scenarios.
     #[arg(long, default_value_t = 20_000)]
     pub tasks: usize,
-    /// Worker processes in the drain scenario.
-    #[arg(long, default_value_t = 4)]
-    pub workers: usize,
-    /// Concurrency of each worker in the drain scenario.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
+    /// The drains to run, each as worker processes x concurrency of each (comma-separated): the window of tasks in
+    /// flight sets how many tasks each claim and each completion group carries.
+    #[arg(long, value_delimiter = ',', default_values_t = [DrainShape { workers: 4, concurrency: 16 },
+        DrainShape { workers: 2, concurrency: 512 }])]
+    pub drain_shapes: Vec<DrainShape>,
     /// Tasks timed one by one in the latency scenario.
     #[arg(long, default_value_t = 200)]
     pub latency_samples: usize,
@@ -93,6 +92,34 @@ pub struct BenchArgs {
     /// Queue sizes at which the claim scenario measures.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000, 1_000_000])]
     pub claim_sizes: Vec<usize>,
+}
+
+/// Worker processes and the concurrency of each, written `4x16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainShape {
+    pub workers: usize,
+    pub concurrency: usize,
+}
+
+impl std::fmt::Display for DrainShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.workers, self.concurrency)
+    }
+}
+
+impl std::str::FromStr for DrainShape {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rule = || format!("drain shape {s:?}: must be WORKERSxCONCURRENCY with both at least 1, e.g. 4x16");
+        let (workers, concurrency) = s.split_once('x').ok_or_else(rule)?;
+        let workers: usize = workers.trim().parse().map_err(|_| rule())?;
+        let concurrency: usize = concurrency.trim().parse().map_err(|_| rule())?;
+        if workers == 0 || concurrency == 0 {
+            return Err(rule());
+        }
+        Ok(Self { workers, concurrency })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -407,4 +434,19 @@ pub enum MigrateAction {
     Status,
     /// Drop every table and apply all migrations again (destroys data).
     Fresh,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DrainShape;
+
+    #[test]
+    fn drain_shapes_are_workers_by_concurrency() {
+        assert_eq!("4x16".parse::<DrainShape>(), Ok(DrainShape { workers: 4, concurrency: 16 }));
+        assert_eq!(DrainShape { workers: 2, concurrency: 512 }.to_string(), "2x512");
+        for bad in ["4", "x16", "0x16", "4x0", "4x-1", "fourx16", ""] {
+            let err = bad.parse::<DrainShape>().unwrap_err();
+            assert!(err.contains("WORKERSxCONCURRENCY"), "{bad}: {err}");
+        }
+    }
 }

@@ -636,8 +636,14 @@ async fn the_server_vacuums_the_task_table_when_autovacuum_will_not() {
         server.sql("UPDATE tasks SET priority = priority + 1").await.unwrap();
     }
     let dead = "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'tasks'";
-    // The statistics reach the server within a second or so.
+    // The statistics reach the server within a second or so, from each connection on its own. Until all five
+    // updates are counted, a vacuum could already run and remove them all, and a count arriving after it would
+    // then read as versions it left behind.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.count(dead).await < 25_000 {
+        assert!(tokio::time::Instant::now() < deadline, "only {} dead versions counted", server.count(dead).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     while !tasks::vacuum_if_unattended(db).await.unwrap() {
         assert!(tokio::time::Instant::now() < deadline, "no vacuum with {} dead versions", server.count(dead).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -694,5 +700,28 @@ async fn claimed_and_completed_tasks_read_the_same_as_get_task() {
         assert_eq!(completed.status(), pb::TaskStatus::Completed);
         assert_eq!(completed, get(&mut tasks, &leased.id).await, "the completion's answer is the stored task");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lease_granted_before_tokens_named_their_task_still_settles() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let task = enqueue(&mut tasks, spec("Leased under the earlier token format")).await;
+    let mut stream = pull(&mut workers, "veteran", 1).await;
+    let assignment = next_assignment(&mut stream).await;
+    assert!(assignment.lease_id.starts_with(&task.id.replace('-', "")), "a token starts with its task's id");
+    // As a lease granted by an earlier version of the server: 32 random hex digits.
+    let legacy = "0123456789abcdef0123456789abcdef";
+    server.sql(&format!("UPDATE tasks SET lease_id = '{legacy}' WHERE id = '{}'", task.id)).await.unwrap();
+
+    assert_eq!(heartbeat(&mut workers, "veteran", &[legacy]).await.extended, vec![legacy.to_owned()]);
+    let done = complete(&mut workers, legacy, serde_json::json!({"ok": true})).await.unwrap();
+    assert_eq!(done.status(), pb::TaskStatus::Completed);
+    let again = complete(&mut workers, legacy, serde_json::json!({"ok": true})).await.unwrap();
+    assert_eq!(again, done, "a repeated completion is answered with the recorded one");
+    let stale = complete(&mut workers, &assignment.lease_id, serde_json::json!({})).await;
+    assert_eq!(code_of(stale), Code::FailedPrecondition, "the replaced token holds nothing");
     server.stop().await;
 }

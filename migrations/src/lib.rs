@@ -18,6 +18,7 @@ mod m20261121_000010_drop_task_trace_id_index;
 mod m20261121_000011_task_filters;
 mod m20261121_000012_audit_batch_seals;
 mod m20261122_000013_audit_json_documents;
+mod m20261202_000014_lean_task_indexes;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000011_task_filters::Migration),
             Box::new(m20261121_000012_audit_batch_seals::Migration),
             Box::new(m20261122_000013_audit_json_documents::Migration),
+            Box::new(m20261202_000014_lean_task_indexes::Migration),
         ]
     }
 }

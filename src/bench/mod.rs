@@ -67,9 +67,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let backend = if args.database_url.is_some() { "postgres" } else { "sqlite" };
     println!("# control-tower bench");
     println!("machine: {}", machine());
+    let shapes: Vec<String> = args.drain_shapes.iter().map(ToString::to_string).collect();
     println!(
-        "backend: {backend}, runs: {}, tasks: {}, workers: {} x {}",
-        args.runs, args.tasks, args.workers, args.concurrency
+        "backend: {backend}, runs: {}, tasks: {}, drains (workers x concurrency): {}",
+        args.runs,
+        args.tasks,
+        shapes.join(", ")
     );
     println!();
     println!("| figure | unit | median (min-max) |");

@@ -8,7 +8,7 @@ use std::{
 use super::{Cluster, Figure, Scenario};
 use crate::{
     clock::{Clock, SystemClock},
-    config::BenchArgs,
+    config::{BenchArgs, DrainShape},
     json::struct_to_json,
     pb::{self, pull_tasks_response::Event},
 };
@@ -34,6 +34,9 @@ fn request(i: usize) -> pb::EnqueueTaskRequest {
 }
 
 pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    if scenario == Scenario::Drain {
+        return drains(args, data_dir).await;
+    }
     let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir).await?;
     let figures = match scenario {
         Scenario::EnqueueBulk => vec![figure(
@@ -48,7 +51,8 @@ pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyho
                 enqueue_unary(&cluster, args.tasks / 4).await?,
             )]
         }
-        Scenario::Drain => drain(&mut cluster, args).await?,
+        // Served above: each drain shape starts a cluster of its own.
+        Scenario::Drain => Vec::new(),
         Scenario::Latency => latency(&mut cluster, args.latency_samples).await?,
         Scenario::Trace => trace(&cluster, args.trace_mib).await?,
         Scenario::Streams => streams(&cluster, args.streams).await?,
@@ -104,27 +108,39 @@ async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Drains a backlog of `args.tasks` tasks; returns tasks/s and the CPU time per task of each part of the system.
-async fn drain(cluster: &mut Cluster, args: &BenchArgs) -> anyhow::Result<Vec<Figure>> {
-    bulk_load(cluster, args.tasks).await?;
+/// Drains a backlog of `args.tasks` tasks once per drain shape; returns tasks/s and the CPU time per task of each
+/// part of the system, per shape. Each shape gets a server and a database of its own.
+async fn drains(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for shape in &args.drain_shapes {
+        let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir).await?;
+        let measured = drain(&mut cluster, args.tasks, *shape).await;
+        cluster.stop().await?;
+        figures.extend(measured?);
+    }
+    Ok(figures)
+}
+
+async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow::Result<Vec<Figure>> {
+    bulk_load(cluster, tasks).await?;
     let audit_head = cluster.audit_head().await?;
     let before = cluster.cpu_snapshot().await?;
     let started = Instant::now();
-    cluster.spawn_workers(args.workers, args.concurrency)?;
-    cluster.wait_drained(args.tasks, audit_head).await?;
-    let rate = args.tasks as f64 / started.elapsed().as_secs_f64();
+    cluster.spawn_workers(shape.workers, shape.concurrency)?;
+    cluster.wait_drained(tasks, audit_head).await?;
+    let rate = tasks as f64 / started.elapsed().as_secs_f64();
     // Before the workers are stopped: a process that is gone has no CPU time to read.
     let used = cluster.cpu_snapshot().await?.since(&before);
-    let name =
-        format!("end-to-end drain of {} no-op tasks, {} workers x {}", args.tasks, args.workers, args.concurrency);
-    let per_task = |micros: f64| micros / args.tasks as f64;
+    let (workers, concurrency) = (shape.workers, shape.concurrency);
+    let per_task = |micros: f64| micros / tasks as f64;
+    let cpu = |part: &str| format!("drain {workers} x {concurrency}, CPU per task: {part}");
     let mut figures = vec![
-        figure(name, "tasks/s", rate),
-        figure("drain CPU per task: server process", "us", per_task(used.server)),
-        figure("drain CPU per task: worker processes", "us", per_task(used.workers)),
+        figure(format!("end-to-end drain of {tasks} no-op tasks, {workers} workers x {concurrency}"), "tasks/s", rate),
+        figure(cpu("server process"), "us", per_task(used.server)),
+        figure(cpu("worker processes"), "us", per_task(used.workers)),
     ];
     if let Some(postgres) = used.postgres {
-        figures.push(figure("drain CPU per task: PostgreSQL backends", "us", per_task(postgres)));
+        figures.push(figure(cpu("PostgreSQL backends"), "us", per_task(postgres)));
     }
     Ok(figures)
 }

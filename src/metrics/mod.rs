@@ -128,9 +128,11 @@ pub fn global() -> &'static Metrics {
 pub async fn render(state: &AppState) -> Result<String, String> {
     let metrics = global();
     let db = &state.db;
-    // Only the live statuses: they have partial indexes, and terminal tasks grow without bound.
-    let sql = "SELECT status, operation, COUNT(*) AS n FROM tasks WHERE status IN ('queued', 'running') \
-               GROUP BY status, operation";
+    // Only the live statuses, each counted through its own partial index (the queue's, the leases'): terminal tasks
+    // grow without bound, and no one index holds both live statuses.
+    let sql = "SELECT status, operation, COUNT(*) AS n FROM tasks WHERE status = 'queued' GROUP BY status, operation \
+               UNION ALL \
+               SELECT status, operation, COUNT(*) AS n FROM tasks WHERE status = 'running' GROUP BY status, operation";
     let rows = db
         .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await

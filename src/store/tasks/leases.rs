@@ -13,7 +13,11 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{ENTITY_KIND, pg_rows, status_is, status_unindexed};
+use super::{
+    ENTITY_KIND,
+    lease_tokens::{self, LeaseKeys},
+    pg_rows, status_is, status_unindexed,
+};
 use crate::{
     clock::Micros,
     error::Result,
@@ -328,7 +332,8 @@ async fn claim_plain_postgres<'c>(
         SELECT plain.id, wants.worker_id, wants.ord FROM plain \
         JOIN wants ON plain.rank > wants.after AND plain.rank <= wants.after + wants.wanted), \
         leased AS (\
-        UPDATE tasks SET status = 'running', lease_id = replace(gen_random_uuid()::text, '-', ''), \
+        UPDATE tasks SET status = 'running', \
+        lease_id = replace(tasks.id, '-', '') || replace(gen_random_uuid()::text, '-', ''), \
         lease_expires_at = $5, attempt = tasks.attempt + 1, worker_id = assigned.worker_id, started_at = $1, \
         trace_path = $7 || tasks.id \
         FROM assigned WHERE tasks.id = assigned.id \
@@ -548,10 +553,7 @@ async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: 
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let token = match txn.get_database_backend() {
-        DatabaseBackend::Postgres => "replace(gen_random_uuid()::text, '-', '')",
-        _ => "lower(hex(randomblob(16)))",
-    };
+    let token = lease_tokens::fresh_token(txn.get_database_backend());
     Ok(Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
         .col_expr(Column::LeaseId, Expr::cust(token))
@@ -599,7 +601,7 @@ pub async fn extend_leases(
     }
     let extended = Tasks::update_many()
         .col_expr(Column::LeaseExpiresAt, Expr::value(deadline))
-        .filter(Column::LeaseId.is_in(lease_ids.iter().map(String::as_str)))
+        .filter(LeaseKeys::of(lease_ids.iter().map(String::as_str)).condition())
         .filter(status_unindexed(TaskStatus::Running))
         .filter(Column::WorkerId.eq(worker_id))
         .exec_with_returning(db)
@@ -610,7 +612,7 @@ pub async fn extend_leases(
     let others = if rest.is_empty() {
         Vec::new()
     } else {
-        Tasks::find().filter(Column::LeaseId.is_in(rest.iter().copied())).all(db).await?
+        Tasks::find().filter(LeaseKeys::of(rest.iter().copied()).condition()).all(db).await?
     };
     for lease in rest {
         match others.iter().find(|t| t.lease_id.as_deref() == Some(lease)) {
@@ -650,7 +652,9 @@ pub async fn take_back_leases(
 ) -> Result<Vec<Model>> {
     let scope = match loss {
         LeaseLoss::StreamClosed if lease_ids.is_empty() => return Ok(Vec::new()),
-        LeaseLoss::StreamClosed => Condition::all().add(Column::LeaseId.is_in(lease_ids.iter().map(String::as_str))),
+        LeaseLoss::StreamClosed => {
+            Condition::all().add(LeaseKeys::of(lease_ids.iter().map(String::as_str)).condition())
+        }
         LeaseLoss::Expired => Condition::all().add(Column::LeaseExpiresAt.lt(now)),
     }
     .add(status_is(TaskStatus::Running));

@@ -7,6 +7,7 @@
 
 mod filters;
 mod intake;
+mod lease_tokens;
 mod leases;
 mod pg_rows;
 mod settle;
@@ -146,7 +147,8 @@ pub async fn list(
 ) -> Result<Vec<Model>> {
     let mut query = Tasks::find();
     if let Some(status) = filter.status {
-        query = query.filter(Column::Status.eq(status));
+        // A literal, so that PostgreSQL can use the partial index of the status (see `status_is`).
+        query = query.filter(status_is(status));
     }
     if let Some(worker) = &filter.worker_id {
         query = query.filter(Column::WorkerId.eq(worker.as_str()));
@@ -157,7 +159,7 @@ pub async fn list(
 /// The task a lease is running, or the task that lease ended; `None` for leases that were taken back or never
 /// existed. Trace uploads are accepted for these leases only.
 pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<Option<Model>> {
-    let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
+    let task = Tasks::find().filter(lease_tokens::LeaseKeys::of([lease_id]).condition()).one(db).await?;
     Ok(task.filter(|t| t.status != TaskStatus::Queued))
 }
 

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde_json::{Value as Json, json};
 
-use super::{ENTITY_KIND, get, pg_rows, status_unindexed};
+use super::{ENTITY_KIND, get, lease_tokens::LeaseKeys, pg_rows, status_unindexed};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -150,15 +150,16 @@ async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String
         .col_expr(Column::Error, Expr::value(Option::<String>::None))
         .col_expr(Column::CompletedAt, Expr::value(now))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
-        .filter(Column::LeaseId.is_in(chunk.iter().map(|(lease_id, _)| lease_id.as_str())))
+        .filter(LeaseKeys::of(chunk.iter().map(|(lease_id, _)| lease_id.as_str())).condition())
         .filter(status_unindexed(TaskStatus::Running))
         .exec_with_returning(txn)
         .await?)
 }
 
-/// The whole group in one statement with one parameter, a JSON object from each lease to its result: the text does
-/// not depend on the group's size, so PostgreSQL prepares and plans it once per connection. The rows are found
-/// through the lease index (`= ANY` of the object's keys), each fenced by its lease and `running`.
+/// The whole group in one statement whose text does not depend on the group's size, so PostgreSQL prepares and
+/// plans it once per connection: a JSON object from each lease to its result, and the leases' tasks. The rows are
+/// found by primary key (or, for leases granted before tokens named their task, through the legacy lease index),
+/// each fenced by its lease and `running`.
 ///
 /// The status test is written so that no index can serve it. As `status = 'running'`, the statistics of a busy
 /// queue (few tasks running) led the planner to the status index instead, whose `running` range holds an entry for
@@ -167,10 +168,14 @@ async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String
 async fn complete_postgres(txn: &DatabaseTransaction, now: Micros, items: &[(String, Json)]) -> Result<Vec<Model>> {
     const SQL: &str = "UPDATE tasks SET status = 'completed', result = $1::jsonb -> lease_id, error = NULL, \
         completed_at = $2, lease_expires_at = NULL \
-        WHERE lease_id = ANY(ARRAY(SELECT jsonb_object_keys($1::jsonb))) AND coalesce(status, '') = 'running' \
+        WHERE ((id = ANY($3::text[]) AND lease_id = ANY(ARRAY(SELECT jsonb_object_keys($1::jsonb)))) \
+        OR (length(lease_id) = 32 AND lease_id = ANY($4::text[]))) \
+        AND coalesce(status, '') = 'running' \
         RETURNING *";
-    let results = results_by_lease(items);
-    let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, [results.into(), now.into()]);
+    let keys = LeaseKeys::of(items.iter().map(|(lease_id, _)| lease_id.as_str()));
+    let values: [sea_orm::Value; 4] =
+        [results_by_lease(items).into(), now.into(), keys.task_ids.into(), keys.legacy.into()];
+    let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values);
     Ok(Tasks::find().from_raw_sql(statement).all(txn).await?)
 }
 
@@ -178,13 +183,14 @@ async fn complete_postgres(txn: &DatabaseTransaction, now: Micros, items: &[(Str
 /// and so one transaction of its own: one round trip instead of four. The entries are those `settled_entry` makes:
 /// every part that is the same for all of them comes from a template entry, and the rest (the worker as actor, the
 /// task, its trace) from each row. Neither the status test nor the work-model test can be served by an index, so
-/// the lease index is the only way in (see `complete_postgres`).
+/// the primary key is the only way in (see `complete_postgres`). Leases granted before tokens named their task are
+/// not found here, and so take the general path.
 async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[(String, Json)]) -> Result<Vec<Model>> {
     const SQL: &str = "WITH done AS (\
         UPDATE tasks SET status = 'completed', result = $1::jsonb -> lease_id, error = NULL, \
         completed_at = $2, lease_expires_at = NULL \
-        WHERE lease_id = ANY(ARRAY(SELECT jsonb_object_keys($1::jsonb))) AND coalesce(status, '') = 'running' \
-        AND coalesce(cwom_issue_id, '') = '' RETURNING *), \
+        WHERE id = ANY($9::text[]) AND lease_id = ANY(ARRAY(SELECT jsonb_object_keys($1::jsonb))) \
+        AND coalesce(status, '') = 'running' AND coalesce(cwom_issue_id, '') = '' RETURNING *), \
         logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
         SELECT $2, $3, coalesce(worker_id, ''), $4, $5, id, $6::text::json, $7::text::json, $8, trace_id FROM done) \
@@ -207,6 +213,7 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
         .bind(template.before.map(|doc| doc.to_string()))
         .bind(template.after.map(|doc| doc.to_string()))
         .bind(template.note)
+        .bind(LeaseKeys::of(items.iter().map(|(lease_id, _)| lease_id.as_str())).task_ids)
         .fetch_all(db.get_postgres_connection_pool())
         .await
         .map_err(pg_arrays::exec_err)?;
@@ -250,7 +257,7 @@ pub async fn fail(
 ) -> Result<Settled> {
     let txn = db.begin().await?;
     let current = Tasks::find()
-        .filter(Column::LeaseId.eq(lease_id))
+        .filter(LeaseKeys::of([lease_id]).condition())
         .filter(status_unindexed(TaskStatus::Running))
         .one(&txn)
         .await?;
@@ -263,7 +270,7 @@ pub async fn fail(
     };
     let retry = retryable && current.attempt < current.max_attempts;
     let fenced = Tasks::update_many()
-        .filter(Column::LeaseId.eq(lease_id))
+        .filter(LeaseKeys::of([lease_id]).condition())
         .filter(status_unindexed(TaskStatus::Running))
         .col_expr(Column::Error, Expr::value(error))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None));
@@ -328,7 +335,7 @@ async fn replay_or_refuse(
     lease_id: &str,
     is_replay: impl Fn(&Model) -> bool,
 ) -> Result<Settled> {
-    let task = Tasks::find().filter(Column::LeaseId.eq(lease_id)).one(db).await?;
+    let task = Tasks::find().filter(LeaseKeys::of([lease_id]).condition()).one(db).await?;
     match task {
         Some(task) if is_replay(&task) => Ok(Settled { task, recorded: false }),
         Some(task) if task.status == TaskStatus::Cancelled => Err(Error::precondition(
