@@ -4,11 +4,11 @@
 //! assignment has gone out, off the dispatch path. Until then the task is pending: writing its `output.json`, or
 //! moving its files aside for a retry, waits for that `input.json`.
 
-use std::{collections::HashSet, io, path::PathBuf, sync::Mutex};
+use std::{collections::HashSet, io, path::Path, sync::Mutex};
 
 use tokio::sync::Notify;
 
-use super::{INPUT_FILE, TraceStore, archive_attempt, write_file};
+use super::{INPUT_FILE, TraceStore, archive_attempt, root_dir::RootDir};
 
 /// First attempts whose `input.json` is not written yet. A task has one first attempt, so a set of ids is enough.
 #[derive(Debug, Default)]
@@ -108,9 +108,10 @@ async fn prepare(store: &TraceStore, attempts: Vec<Attempt>) {
         return;
     }
     let root = store.root().to_path_buf();
+    let root_dir = store.root_dir.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         for (task_id, attempt, input) in attempts {
-            if let Err(err) = prepare_folder(root.join(&task_id), attempt, &input) {
+            if let Err(err) = prepare_folder(&root_dir, &root, &task_id, attempt, &input) {
                 tracing::error!(task_id = %task_id, error = %err, "could not prepare the trace folder");
             }
         }
@@ -121,12 +122,15 @@ async fn prepare(store: &TraceStore, attempts: Vec<Attempt>) {
     }
 }
 
-fn prepare_folder(dir: PathBuf, attempt: i32, input: &[u8]) -> io::Result<()> {
-    std::fs::create_dir_all(&dir)?;
+/// Makes the task's folder (moving a previous attempt's files aside) and writes its `input.json`. Written in place
+/// rather than through a temporary file and a rename: the file is derived from the database (a torn one after a
+/// crash is reconstructible from the row), and creating inodes is the largest cost of a short task's folder.
+fn prepare_folder(root_dir: &RootDir, root: &Path, task_id: &str, attempt: i32, input: &[u8]) -> io::Result<()> {
+    root_dir.make_dir(task_id)?;
     if attempt > 1 {
-        archive_attempt(&dir, attempt - 1)?;
+        archive_attempt(&root.join(task_id), attempt - 1)?;
     }
-    write_file(&dir, INPUT_FILE, input)
+    root_dir.write(&format!("{task_id}/{INPUT_FILE}"), input)
 }
 
 impl TraceStore {
@@ -191,7 +195,7 @@ mod tests {
         let mut retry = store.begin_attempts(vec![("t3".into(), 2, doc(json!({"attempt": 2})))]);
         retry.prepare_retries().await;
         let folder = store.task_dir("t3");
-        let read = |path: PathBuf| serde_json::from_slice::<Json>(&std::fs::read(path).unwrap()).unwrap();
+        let read = |path: std::path::PathBuf| serde_json::from_slice::<Json>(&std::fs::read(path).unwrap()).unwrap();
         assert_eq!(read(folder.join("attempts/1").join(INPUT_FILE)), json!({"attempt": 1}));
         assert_eq!(read(folder.join(INPUT_FILE)), json!({"attempt": 2}));
         retry.prepare_firsts().await;

@@ -12,6 +12,7 @@
 
 mod attempts;
 mod names;
+mod root_dir;
 mod writer;
 
 use std::{
@@ -59,6 +60,8 @@ struct Usage {
 #[derive(Debug, Clone)]
 pub struct TraceStore {
     root: PathBuf,
+    /// The same folder, open: where the server's own files are written.
+    root_dir: Arc<root_dir::RootDir>,
     limits: TraceLimits,
     usage: Arc<Mutex<HashMap<String, Usage>>>,
     pending: Arc<attempts::PendingInputs>,
@@ -68,7 +71,9 @@ impl TraceStore {
     /// Creates the root if needed; paths are kept absolute so that `trace_path` URIs are too.
     pub fn open(root: &Path, limits: TraceLimits) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(Self { root: root.canonicalize()?, limits, usage: Arc::default(), pending: Arc::default() })
+        let root = root.canonicalize()?;
+        let root_dir = Arc::new(root_dir::RootDir::open(&root)?);
+        Ok(Self { root, root_dir, limits, usage: Arc::default(), pending: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -105,17 +110,19 @@ impl TraceStore {
                 usage.remove(*task_id);
             }
         }
-        let files: Vec<(PathBuf, Vec<u8>)> =
-            outputs.into_iter().map(|(task_id, bytes)| (self.task_dir(task_id), bytes)).collect();
+        let files: Vec<(String, Vec<u8>)> =
+            outputs.into_iter().map(|(task_id, bytes)| (task_id.to_owned(), bytes)).collect();
+        let root = self.root_dir.clone();
         tokio::task::spawn_blocking(move || {
             files
                 .into_iter()
-                .map(|(dir, bytes)| {
+                .map(|(task_id, bytes)| {
+                    let file = format!("{task_id}/{OUTPUT_FILE}");
                     // The folder was made when the task was leased; it is missing only if preparing it failed.
-                    match write_file(&dir, OUTPUT_FILE, &bytes) {
+                    match root.write(&file, &bytes) {
                         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                            std::fs::create_dir_all(&dir)?;
-                            write_file(&dir, OUTPUT_FILE, &bytes)
+                            root.make_dir(&task_id)?;
+                            root.write(&file, &bytes)
                         }
                         written => written,
                     }
@@ -287,12 +294,4 @@ fn archive_attempt(dir: &Path, attempt: i32) -> io::Result<()> {
         std::fs::rename(entry.path(), archive.join(entry.file_name()))?;
     }
     Ok(())
-}
-
-/// Writes one of the server's own files. Written in place rather than through a temporary file and a rename: these
-/// files are derived from the database (a torn one after a crash is rewritten by nothing and reconstructible from
-/// the row), and creating inodes is the single largest cost of a short task on ext4 (each temporary file is one
-/// more).
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    std::fs::write(dir.join(name), bytes)
 }
