@@ -655,6 +655,57 @@ async fn the_server_vacuums_the_task_table_when_autovacuum_will_not() {
     assert!(!tasks::vacuum_if_unattended(db).await.unwrap(), "nothing left to vacuum");
 }
 
+#[tokio::test]
+async fn the_server_analyzes_the_task_table_when_its_size_changes_not_when_its_rows_are_updated() {
+    use control_tower::store::tasks;
+    use sea_orm::DatabaseBackend;
+    let server = TestServer::configured(|c| {
+        c.dispatch.sweep_interval = Duration::from_secs(3600);
+        c.audit_seal_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let db = &server.state.db;
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        assert!(!tasks::refresh_statistics(db).await.unwrap(), "SQLite's claim needs no statistics");
+        return;
+    }
+    server.sql("ALTER TABLE tasks SET (autovacuum_enabled = false)").await.unwrap();
+    let mut client = server.tasks().await;
+    let mut enqueue_batches = async |batches: usize, tag: &str| {
+        for batch in 0..batches {
+            let requests = (0..1000).map(|n| request(spec(&format!("Sized {tag} {batch}-{n}")))).collect();
+            client.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap();
+        }
+    };
+    // The statistics reach the server within a second or so, from each connection on its own.
+    let wait_for = async |sql: &str, at_least: i64| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while server.count(sql).await < at_least {
+            assert!(tokio::time::Instant::now() < deadline, "{sql} stayed under {at_least}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let live = "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'tasks'";
+    let analyses = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'tasks'";
+
+    enqueue_batches(5, "first").await;
+    wait_for(live, 5_000).await;
+    assert!(tasks::refresh_statistics(db).await.unwrap(), "a table grown from nothing is analyzed");
+    assert!(!tasks::refresh_statistics(db).await.unwrap(), "and then it is up to date");
+
+    for _ in 0..5 {
+        server.sql("UPDATE tasks SET priority = priority + 1").await.unwrap();
+    }
+    wait_for("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'tasks'", 25_000).await;
+    assert!(!tasks::refresh_statistics(db).await.unwrap(), "25,000 updates leave the size as it was");
+
+    enqueue_batches(3, "second").await;
+    wait_for(live, 8_000).await;
+    assert!(tasks::refresh_statistics(db).await.unwrap(), "8,000 rows where 5,000 were estimated");
+    wait_for(analyses, 2).await;
+    assert_eq!(server.count(analyses).await, 2);
+}
+
 /// A spec with every optional field set, so that a column read wrongly shows.
 fn full_spec(objective: &str) -> pb::TaskSpec {
     let mut spec = spec(objective);
