@@ -776,3 +776,46 @@ async fn a_lease_granted_before_tokens_named_their_task_still_settles() {
     assert_eq!(code_of(stale), Code::FailedPrecondition, "the replaced token holds nothing");
     server.stop().await;
 }
+
+/// Several waiting streams served by one enqueue: each gets as many tasks as it has room for, highest priority
+/// first, and the rest stay queued. On PostgreSQL one statement claims for all of them.
+#[tokio::test]
+async fn waiting_streams_share_a_batch_each_up_to_its_room() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let mut streams = Vec::new();
+    for (worker, room) in [("two", 2), ("three", 3), ("four", 4)] {
+        streams.push((worker, room, pull(&mut workers, worker, room).await));
+    }
+    // Their first claims find nothing; then they wait where an enqueue can claim for them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let requests = (0..12)
+        .map(|n| {
+            let mut spec = spec(&format!("Shared task {n}"));
+            spec.priority = n;
+            request(spec)
+        })
+        .collect();
+    tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap();
+
+    let mut leased = Vec::new();
+    for (worker, room, stream) in &mut streams {
+        let mut priorities = Vec::new();
+        for _ in 0..*room {
+            let task = next_assignment(stream).await.task.unwrap();
+            assert_eq!(task.worker_id, *worker);
+            priorities.push(task.spec.unwrap().priority);
+        }
+        assert!(priorities.windows(2).all(|w| w[0] > w[1]), "{worker} got {priorities:?}: highest first");
+        leased.extend(priorities);
+    }
+    leased.sort_unstable();
+    assert_eq!(leased, (3..12).collect::<Vec<_>>(), "the nine highest priorities are leased");
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND priority < 3").await, 3);
+    for (worker, room, _) in &streams {
+        let sql = format!("SELECT COUNT(*) FROM tasks WHERE status = 'running' AND worker_id = '{worker}'");
+        assert_eq!(server.count(&sql).await, i64::from(*room), "{worker} holds as many as it has room for");
+    }
+    server.stop().await;
+}

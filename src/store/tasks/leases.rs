@@ -226,8 +226,8 @@ async fn claim_plain_then_keyed_postgres(
                         tasks.extend(more.tasks);
                     }
                 }
-                // The plain leases are committed: push them; the stream looks again for the rest.
-                Err(err) if !tasks.is_empty() => {
+                // The plain leases of the group are committed: push them; the stream looks again for the rest.
+                Err(err) if leased_count > 0 => {
                     tracing::warn!(error = %err, worker_id = %req.worker_id, "claim of keyed tasks failed");
                     // Not exhausted: the stream may claim again.
                     capped = short as usize;
