@@ -1,9 +1,15 @@
-//! Completions leave the worker in groups. A task that finishes while a call is on its way waits for that call to
-//! return, then goes with every other task that finished meanwhile, in one CompleteTasks call. Nothing waits on
+//! Completions leave the worker in groups. A task that finishes while the calls on their way are as many as may be
+//! waits for one of them to return, then goes with every other task that finished meanwhile, in one CompleteTasks
+//! call. Nothing waits on
 //! purpose: a lone completion goes at once, and under load the groups grow by themselves. Fewer, larger calls mean
 //! fewer messages for both sides and larger group commits on the server.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::{Code, Status};
 
 use super::{Client, settle, with_trace_id};
@@ -41,10 +47,17 @@ impl Completer {
     }
 }
 
+/// CompleteTasks calls on their way at once. A second call lets the server commit one group while the next one is
+/// on the wire, so that a worker with many tasks in flight keeps both sides busy; what finishes while both are out
+/// waits and forms the next group.
+const CALLS_IN_FLIGHT: usize = 2;
+
 async fn send_loop(client: Client, mut jobs: mpsc::UnboundedReceiver<Job>) {
     // Set once a server answers that it has no CompleteTasks: every completion then goes alone.
-    let mut one_by_one = false;
+    let one_by_one = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
     while let Some(first) = jobs.recv().await {
+        let Ok(permit) = calls.clone().acquire_owned().await else { return };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -52,32 +65,43 @@ async fn send_loop(client: Client, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        if group.len() > 1 && !one_by_one {
-            match complete_group(&client, &mut group).await {
-                Ok(()) => continue,
-                Err(status) if status.code() == Code::Unimplemented => {
-                    tracing::info!("the server has no CompleteTasks; completing tasks one by one");
-                    one_by_one = true;
+        let (client, one_by_one) = (client.clone(), one_by_one.clone());
+        tokio::spawn(async move {
+            send_group(&client, group, &one_by_one).await;
+            drop(permit);
+        });
+    }
+    // Every call has returned once all permits are back.
+    let _ = calls.acquire_many(CALLS_IN_FLIGHT as u32).await;
+}
+
+/// One group: a CompleteTasks call, or the calls one by one where the server has none.
+async fn send_group(client: &Client, mut group: Vec<Job>, one_by_one: &AtomicBool) {
+    if group.len() > 1 && !one_by_one.load(Ordering::Relaxed) {
+        match complete_group(client, &mut group).await {
+            Ok(()) => return,
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::info!("the server has no CompleteTasks; completing tasks one by one");
+                one_by_one.store(true, Ordering::Relaxed);
+            }
+            Err(status) => {
+                for job in group {
+                    let _ = job.reply.send(Err(status.clone()));
                 }
-                Err(status) => {
-                    for job in group {
-                        let _ = job.reply.send(Err(status.clone()));
-                    }
-                    continue;
-                }
+                return;
             }
         }
-        // Alone: the call carries the task's trace id. Each waits for the one before, so that what finishes
-        // meanwhile forms the next group.
-        for job in group {
-            let answer = settle(|| {
-                let mut client = client.clone();
-                let request = with_trace_id(job.request.clone(), &job.trace_id);
-                async move { client.complete_task(request).await }
-            })
-            .await;
-            let _ = job.reply.send(answer);
-        }
+    }
+    // Alone: the call carries the task's trace id. Each waits for the one before, so that what finishes
+    // meanwhile forms the next group.
+    for job in group {
+        let answer = settle(|| {
+            let mut client = client.clone();
+            let request = with_trace_id(job.request.clone(), &job.trace_id);
+            async move { client.complete_task(request).await }
+        })
+        .await;
+        let _ = job.reply.send(answer);
     }
 }
 
