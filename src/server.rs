@@ -126,7 +126,7 @@ impl Server {
         let audit_reader =
             db::connect_reader(&config.database_url, &db).await.context("could not connect to the database")?;
         let dispatcher = Dispatcher::new(db.clone(), claim_db, clock.clone(), traces.clone(), config.dispatch.clone());
-        let completions = Completions::spawn(db.clone(), clock.clone());
+        let completions = Completions::spawn(db.clone(), clock.clone(), dispatcher.clone());
         let intake = Intake::spawn(db.clone(), clock.clone(), dispatcher.clone());
         let state = Arc::new(AppState {
             db,

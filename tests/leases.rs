@@ -819,3 +819,41 @@ async fn waiting_streams_share_a_batch_each_up_to_its_room() {
     }
     server.stop().await;
 }
+
+/// A stream whose every slot is taken gets its next task from the completion that frees its slot. On PostgreSQL the
+/// completion claims for the stream in its own transaction: the completed task's entry and the next task's lease
+/// entry share one, so a task's slot is refilled after one commit, not two. It never holds more than its room.
+#[tokio::test]
+async fn a_full_stream_gets_its_next_task_from_the_completion_that_frees_its_slot() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let first = enqueue(&mut tasks, spec("First in line")).await;
+    let second = enqueue(&mut tasks, spec("Second in line")).await;
+    let mut stream = pull(&mut workers, "one-slot", 1).await;
+    let assignment = next_assignment(&mut stream).await;
+    assert_eq!(assignment.task.unwrap().id, first.id);
+    // Time for the full stream to park where completions can claim for it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'running'").await, 1);
+
+    complete(&mut workers, &assignment.lease_id, serde_json::json!({"done": 1})).await.unwrap();
+    let next = next_assignment(&mut stream).await;
+    assert_eq!(next.task.unwrap().id, second.id);
+    assert_eq!(get(&mut tasks, &first.id).await.status, pb::TaskStatus::Completed as i32);
+    assert_eq!(server.count("SELECT COUNT(*) FROM tasks WHERE status = 'running'").await, 1, "one slot, one lease");
+    if postgres_admin_url().is_some() {
+        let transactions = format!(
+            "SELECT COUNT(DISTINCT txid) FROM audit_log WHERE action = 'status_changed' AND entity_id IN ('{}', '{}')",
+            first.id, second.id
+        );
+        // The first lease's; then the completion's, which also leased the second task.
+        assert_eq!(server.count(&transactions).await, 2);
+    }
+
+    // The stream is full again; the second completion finds nothing to claim and the stream carries on.
+    complete(&mut workers, &next.lease_id, serde_json::json!({"done": 2})).await.unwrap();
+    let third = enqueue(&mut tasks, spec("Third in line")).await;
+    assert_eq!(next_assignment(&mut stream).await.task.unwrap().id, third.id);
+    server.stop().await;
+}

@@ -5,8 +5,15 @@
 //! hands each stream its claim: the task reaches its worker after one commit instead of two (the enqueue's, then
 //! the stream's own claim). A parked stream that wakes for another reason leaves; if an enqueue took it first, it
 //! waits for that enqueue's answer instead, so a stream never has two claims in flight.
+//!
+//! A stream whose slots are all taken parks the same way, in a place of its own, where the completions that free
+//! its slots can claim its next tasks in their own transaction (see `tasks::complete_many_claiming`): with few
+//! tasks in flight, every task otherwise waits for two commits in a row, the completion's and then the claim's.
 
-use std::{collections::BTreeMap, sync::Arc, sync::Mutex};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, atomic::Ordering},
+};
 
 use tokio::sync::oneshot;
 
@@ -109,6 +116,28 @@ impl ParkedStreams {
             }
         }
         turns.into_iter().filter_map(|turn| inner.by_turn.remove(&turn)).collect()
+    }
+
+    /// Takes the parked streams named in `freed`, each to claim as many tasks as `freed` gives it: the slots that
+    /// a group of completions is about to free.
+    pub fn take_streams(&self, freed: &HashMap<u64, u64>) -> Vec<Parked> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let turns: Vec<u64> =
+            // A worker that is shutting down gets nothing new; its stream stays parked until it wakes.
+            inner
+                .by_turn
+                .iter()
+                .filter(|(_, p)| freed.contains_key(&p.stream.id) && !p.stream.worker_draining.load(Ordering::SeqCst))
+                .map(|(turn, _)| *turn)
+                .collect();
+        turns
+            .into_iter()
+            .filter_map(|turn| inner.by_turn.remove(&turn))
+            .map(|mut parked| {
+                parked.request.limit = freed[&parked.stream.id];
+                parked
+            })
+            .collect()
     }
 }
 

@@ -119,6 +119,8 @@ pub struct Dispatcher {
     claims: claimer::Claims,
     /// Streams waiting for work, which an enqueue may claim for.
     parked: handoff::ParkedStreams,
+    /// Streams whose slots are all taken, which the completions that free them may claim for.
+    full: handoff::ParkedStreams,
     clock: SharedClock,
     traces: TraceStore,
     config: DispatchConfig,
@@ -173,6 +175,7 @@ impl Dispatcher {
             claims: claimer::Claims::spawn(claim_db.clone(), clock.clone()),
             claim_db,
             parked: handoff::ParkedStreams::default(),
+            full: handoff::ParkedStreams::default(),
             db,
             clock,
             traces,
@@ -238,6 +241,31 @@ impl Dispatcher {
             return Vec::new();
         }
         self.parked.take(items, now)
+    }
+
+    /// Whether full streams wait for the completions that free their slots (see `handoff`): on PostgreSQL, where
+    /// a completion can claim in its own transaction.
+    fn refills_by_completions(&self) -> bool {
+        self.claim_db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
+    }
+
+    /// Takes the full streams that hold some of `leases`, each to claim as many tasks as those leases free for it.
+    pub fn take_full(&self, leases: &[(String, serde_json::Value)]) -> Vec<Parked> {
+        if self.phase() != Phase::Serving {
+            return Vec::new();
+        }
+        let mut freed: HashMap<u64, u64> = HashMap::new();
+        if let Ok(held) = self.leases.lock() {
+            for (lease_id, _) in leases {
+                if let Some(entry) = held.get(lease_id) {
+                    *freed.entry(entry.id).or_default() += 1;
+                }
+            }
+        }
+        if freed.is_empty() {
+            return Vec::new();
+        }
+        self.full.take_streams(&freed)
     }
 
     /// Hands each parked stream what was claimed for it. A stream that ended meanwhile never saw its leases: they

@@ -1,9 +1,16 @@
 //! Group commit of completions (see `group_commit`): CompleteTask calls arriving during a commit share the next one.
+//! A group also claims the next tasks of the full streams whose slots it frees, in its own transaction (see
+//! `dispatch::handoff`).
+
+use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 use serde_json::Value as Json;
 
-use super::group_commit::{Batch, GroupCommit};
+use super::{
+    Dispatcher,
+    group_commit::{Batch, GroupCommit},
+};
 use crate::{
     clock::SharedClock,
     error::Result,
@@ -16,6 +23,7 @@ const MAX_GROUP: usize = 512;
 struct Completion {
     db: DatabaseConnection,
     clock: SharedClock,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Batch for Completion {
@@ -28,7 +36,17 @@ impl Batch for Completion {
     const POSTGRES_COMMITTERS: usize = 2;
 
     async fn all(&self, items: Vec<Self::Item>) -> Result<Vec<Result<Settled>>> {
-        tasks::complete_many(&self.db, self.clock.now(), items).await
+        let full = self.dispatcher.take_full(&items);
+        if full.is_empty() {
+            return tasks::complete_many(&self.db, self.clock.now(), items).await;
+        }
+        let claims: Vec<_> = full.iter().map(|parked| parked.request.clone()).collect();
+        // On an error the parked streams are dropped unanswered, and look on their own.
+        let (settled, claimed) =
+            tasks::complete_many_claiming(&self.db, self.dispatcher.claim_db(), self.clock.now(), items, &claims)
+                .await?;
+        self.dispatcher.hand_over(full, claimed).await;
+        Ok(settled)
     }
 
     async fn one(&self, (lease_id, result): Self::Item) -> Result<Settled> {
@@ -40,8 +58,8 @@ impl Batch for Completion {
 pub struct Completions(GroupCommit<Completion>);
 
 impl Completions {
-    pub fn spawn(db: DatabaseConnection, clock: SharedClock) -> Self {
-        Self(GroupCommit::spawn(db.get_database_backend(), Completion { db, clock }, MAX_GROUP))
+    pub fn spawn(db: DatabaseConnection, clock: SharedClock, dispatcher: Arc<Dispatcher>) -> Self {
+        Self(GroupCommit::spawn(db.get_database_backend(), Completion { db, clock, dispatcher }, MAX_GROUP))
     }
 
     pub async fn complete(&self, lease_id: &str, result: Json) -> Result<Settled> {

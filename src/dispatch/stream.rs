@@ -90,9 +90,12 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
                 }
             }
         }
-        // Nothing more to claim for now: sleep, parked where an enqueue can claim for this stream (see `handoff`).
+        // Nothing more to claim for now: sleep, parked where an enqueue can claim for this stream, or when every slot
+        // is taken, where the completions that free them can (see `handoff`).
+        let parking = if wants_work { &dispatcher.parked } else { &dispatcher.full };
+        let full = accepting && free == 0 && dispatcher.refills_by_completions();
         let mut ticket =
-            wants_work.then(|| dispatcher.parked.park(entry.clone(), claim_request(&dispatcher, &options, free)));
+            (wants_work || full).then(|| parking.park(entry.clone(), claim_request(&dispatcher, &options, free)));
         let mut handed = None;
         let mut answered = false;
         let mut closed = false;
@@ -107,7 +110,7 @@ async fn run(dispatcher: Arc<Dispatcher>, entry: Arc<StreamEntry>, outbox: Outbo
             }
         }
         if let Some(ticket) = ticket.take().filter(|_| !answered) {
-            handed = dispatcher.parked.leave(ticket).await;
+            handed = parking.leave(ticket).await;
         }
         if let Some(claimed) = handed {
             // Pushed even when the worker has gone: the leases are then held, and released below with the rest.

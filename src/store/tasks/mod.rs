@@ -24,7 +24,7 @@ pub use intake::{EnqueueContext, Enqueued, enqueue, enqueue_many, enqueue_many_c
 pub use leases::{
     ClaimRequest, ClaimRoute, Claimed, LeaseLoss, LeaseReport, claim_many, extend_leases, take_back_leases,
 };
-pub use settle::{Backoff, Cancelled, Settled, cancel, complete, complete_many, fail};
+pub use settle::{Backoff, Cancelled, Settled, cancel, complete, complete_many, complete_many_claiming, fail};
 
 /// `entity_kind` of tasks in the audit log.
 pub const ENTITY_KIND: &str = "Task";

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde_json::{Value as Json, json};
 
-use super::{ENTITY_KIND, get, lease_tokens::LeaseKeys, pg_rows, status_unindexed};
+use super::{ClaimRequest, Claimed, ENTITY_KIND, get, lease_tokens::LeaseKeys, leases, pg_rows, status_unindexed};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -55,14 +55,36 @@ pub async fn complete_many(
     now: Micros,
     items: Vec<(String, Json)>,
 ) -> Result<Vec<Result<Settled>>> {
+    Ok(complete_many_claiming(db, db, now, items, &[]).await?.0)
+}
+
+/// `complete_many`, and on PostgreSQL, in the same transaction as the plain completions, the claims of streams
+/// whose slots these completions free, so that a stream's next tasks come with the commit that frees its slots
+/// instead of one commit later. The claims lease plain tasks only, as an enqueue's claims do (see
+/// `leases::claim_plain_within_postgres`); a claim left short leaves its stream to look on its own. `claim_db` is
+/// where claims run (see `store::db::connect_claims`). One outcome per claim, in order; on SQLite none is served.
+pub async fn complete_many_claiming(
+    db: &DatabaseConnection,
+    claim_db: &DatabaseConnection,
+    now: Micros,
+    items: Vec<(String, Json)>,
+    claims: &[ClaimRequest],
+) -> Result<(Vec<Result<Settled>>, Vec<Claimed>)> {
     if db.get_database_backend() != DatabaseBackend::Postgres {
-        return complete_in_transaction(db, now, items).await;
+        let settled = complete_in_transaction(db, now, items).await?;
+        return Ok((settled, claims.iter().map(|_| Claimed::default()).collect()));
     }
-    let mut by_lease: HashMap<String, Model> = complete_plain_postgres(db, now, &items)
-        .await?
-        .into_iter()
-        .filter_map(|task| Some((task.lease_id.clone()?, task)))
-        .collect();
+    let (plain, claimed) = if claims.is_empty() {
+        (complete_plain_postgres(db.get_postgres_connection_pool(), now, &items).await?, Vec::new())
+    } else {
+        let mut txn = claim_db.get_postgres_connection_pool().begin().await.map_err(pg_arrays::exec_err)?;
+        let plain = complete_plain_postgres(&mut *txn, now, &items).await?;
+        let claimed = leases::claim_plain_within_postgres(&mut txn, now, claims).await?;
+        txn.commit().await.map_err(pg_arrays::exec_err)?;
+        (plain, claimed)
+    };
+    let mut by_lease: HashMap<String, Model> =
+        plain.into_iter().filter_map(|task| Some((task.lease_id.clone()?, task))).collect();
     let mut outcomes: Vec<Option<Result<Settled>>> = items
         .iter()
         .map(|(lease_id, _)| by_lease.remove(lease_id).map(|task| Ok(Settled { task, recorded: true })))
@@ -87,7 +109,7 @@ pub async fn complete_many(
             *outcome = settled.next();
         }
     }
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(no_outcome()))).collect())
+    Ok((outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(no_outcome()))).collect(), claimed))
 }
 
 /// Completions in one transaction: the tasks, their audit entries and their work models.
@@ -185,7 +207,11 @@ async fn complete_postgres(txn: &DatabaseTransaction, now: Micros, items: &[(Str
 /// task, its trace) from each row. Neither the status test nor the work-model test can be served by an index, so
 /// the primary key is the only way in (see `complete_postgres`). Leases granted before tokens named their task are
 /// not found here, and so take the general path.
-async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[(String, Json)]) -> Result<Vec<Model>> {
+async fn complete_plain_postgres<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    now: Micros,
+    items: &[(String, Json)],
+) -> Result<Vec<Model>> {
     const SQL: &str = "WITH done AS (\
         UPDATE tasks SET status = 'completed', result = $1::jsonb -> lease_id, error = NULL, \
         completed_at = $2, lease_expires_at = NULL \
@@ -214,7 +240,7 @@ async fn complete_plain_postgres(db: &DatabaseConnection, now: Micros, items: &[
         .bind(template.after.map(|doc| doc.to_string()))
         .bind(template.note)
         .bind(LeaseKeys::of(items.iter().map(|(lease_id, _)| lease_id.as_str())).task_ids)
-        .fetch_all(db.get_postgres_connection_pool())
+        .fetch_all(db)
         .await
         .map_err(pg_arrays::exec_err)?;
     Ok(pg_rows::tasks(&rows)?.into_iter().flatten().collect())
