@@ -10,6 +10,9 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+/// A PostgreSQL statement with the values bound so far.
+pub type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
 /// One column of a batch, its values in row order.
 #[derive(Debug)]
 pub enum ColumnArray {
@@ -67,7 +70,7 @@ impl ColumnArray {
         }
     }
 
-    pub fn bind(self, query: Query<'_, Postgres, PgArguments>) -> Query<'_, Postgres, PgArguments> {
+    pub fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
         match self {
             Self::Text(values) | Self::Json(values) => query.bind(values),
             Self::Int(values) => query.bind(values),

@@ -2,14 +2,17 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, Statement, TransactionTrait,
     sea_query::{BinOper, Expr, ExprTrait, LockBehavior, LockType, Order, Query, SqliteQueryBuilder},
-    sqlx::{self, Row},
+    sqlx::{self, Row, postgres::PgRow},
 };
 use serde_json::json;
 
@@ -20,7 +23,7 @@ use super::{
 };
 use crate::{
     clock::Micros,
-    error::Result,
+    error::{Error, Result},
     store::{
         audit::{self, Actor, Entry},
         cwom::{
@@ -28,7 +31,7 @@ use crate::{
             task_model::{self, AttemptEnd},
         },
         entity::task::{Column, Entity as Tasks, Model, TaskStatus},
-        pg_arrays,
+        pg_arrays::{self, PgQuery},
     },
 };
 
@@ -301,21 +304,15 @@ fn sort_in_dispatch_order(tasks: &mut [Model]) {
     tasks.sort_by(|a, b| (-a.priority, a.queued_at, &a.id).cmp(&(-b.priority, b.queued_at, &b.id)));
 }
 
-/// One statement for claims that ask for the same operations: picks as many eligible candidates as they want
-/// together, in dispatch order (locked, skipping rows other claimers hold), leases those without a concurrency key
-/// or a work model, the first ones to the first claim and so on, and writes their audit entries, the same entries
-/// `claim_in_transaction` writes. Returns each claim's leased tasks and how many candidates were picked in all.
+/// The plain claim's common table expressions, for claims that ask for the same operations: `picked` holds as
+/// many eligible candidates as the claims want together, in dispatch order (locked, skipping rows other claimers
+/// hold); `leased` leases those without a concurrency key or a work model, the first ones to the first claim and so
+/// on (each row with its claim's position, `ord`); `lease_logged` writes their audit entries, the same entries
+/// `claim_in_transaction` writes. Parameters `$1`-`$11`, bound by `bind_plain_claim`.
 ///
 /// The server-wide settings (lease timeout, trace prefix, concurrency limit) are taken from the first claim; every
 /// claim of a server has the same ones.
-///
-/// `conn` is the claim pool (the statement commits on its own) or a transaction that also does something else.
-async fn claim_plain_postgres<'c>(
-    conn: impl sqlx::PgExecutor<'c>,
-    now: Micros,
-    requests: &[&ClaimRequest],
-) -> Result<(Vec<Vec<Model>>, usize)> {
-    const SQL: &str = "WITH wants AS (\
+pub(super) const PLAIN_CLAIM_CTES: &str = "wants AS (\
         SELECT w.worker_id, w.wanted, w.ord, (sum(w.wanted) OVER (ORDER BY w.ord))::bigint - w.wanted AS after \
         FROM unnest($6::text[], $4::bigint[]) WITH ORDINALITY AS w(worker_id, wanted, ord)), \
         picked AS (\
@@ -338,43 +335,52 @@ async fn claim_plain_postgres<'c>(
         trace_path = $7 || tasks.id \
         FROM assigned WHERE tasks.id = assigned.id \
         RETURNING tasks.*, assigned.ord), \
-        logged AS (INSERT INTO audit_log \
+        lease_logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
         SELECT $1, $8, worker_id, $9, $10, id, $11::text::json, \
         json_build_object('status', 'running', 'worker_id', worker_id, 'attempt', attempt, \
                            'concurrency_key', concurrency_key), \
         format('Status changed: queued -> running: leased to %s (attempt %s of %s)', worker_id, attempt, max_attempts), \
-        trace_id FROM leased ORDER BY ord, priority DESC, queued_at, id) \
-        SELECT leased.*, counted.picked FROM (SELECT COUNT(*) AS picked FROM picked) counted \
-        LEFT JOIN leased ON true";
-    let Some(first) = requests.first() else {
-        return Ok((Vec::new(), 0));
-    };
+        trace_id FROM leased ORDER BY ord, priority DESC, queued_at, id)";
+
+/// The rows a statement with `PLAIN_CLAIM_CTES` answers for its claims: the leased tasks with their `ord`, and on
+/// every row the number of candidates picked (one row with that count alone when nothing was leased). Read by
+/// `plain_claim_rows`.
+pub(super) const PLAIN_CLAIM_ROWS: &str =
+    "SELECT leased.*, counted.picked FROM (SELECT COUNT(*) AS picked FROM picked) counted LEFT JOIN leased ON true";
+
+static PLAIN_CLAIM_SQL: LazyLock<String> = LazyLock::new(|| format!("WITH {PLAIN_CLAIM_CTES} {PLAIN_CLAIM_ROWS}"));
+
+/// Binds the parameters of `PLAIN_CLAIM_CTES` for `requests` (at least one), after any bound before them.
+pub(super) fn bind_plain_claim<'q>(query: PgQuery<'q>, now: Micros, requests: &[&ClaimRequest]) -> Result<PgQuery<'q>> {
+    let first = requests.first().ok_or_else(|| Error::internal("claim", "a statement with no claim"))?;
     let template = lease_entry("", "", 0, 0, None, "");
     let before = template.before.as_ref().map(pg_arrays::json_text).transpose()?;
-    let workers: Vec<&str> = requests.iter().map(|r| r.worker_id.as_str()).collect();
+    let workers: Vec<String> = requests.iter().map(|r| r.worker_id.clone()).collect();
     let wanted: Vec<i64> = requests.iter().map(|r| r.limit as i64).collect();
-    let rows = sqlx::query(SQL)
+    Ok(query
         .bind(now)
-        .bind(&first.operations)
+        .bind(first.operations.clone())
         .bind(i64::from(first.concurrency_limit))
-        .bind(&wanted)
+        .bind(wanted)
         .bind(now + first.lease_timeout)
-        .bind(&workers)
-        .bind(first.trace_uri_prefix.as_str())
+        .bind(workers)
+        .bind(first.trace_uri_prefix.clone())
         .bind(template.actor.kind.as_str())
         .bind(template.action.as_str())
         .bind(template.entity_kind)
-        .bind(before)
-        .fetch_all(conn)
-        .await
-        .map_err(pg_arrays::exec_err)?;
+        .bind(before))
+}
+
+/// Each claim's leased tasks among `PLAIN_CLAIM_ROWS` answered for `claims` claims, and how many candidates were
+/// picked in all.
+pub(super) fn plain_claim_rows(rows: &[PgRow], claims: usize) -> Result<(Vec<Vec<Model>>, usize)> {
     let picked = match rows.first() {
         Some(row) => row.try_get::<i64, _>("picked").map_err(pg_arrays::exec_err)? as usize,
         None => 0,
     };
-    let mut leased: Vec<Vec<Model>> = requests.iter().map(|_| Vec::new()).collect();
-    for (row, task) in rows.iter().zip(pg_rows::tasks(&rows)?) {
+    let mut leased: Vec<Vec<Model>> = (0..claims).map(|_| Vec::new()).collect();
+    for (row, task) in rows.iter().zip(pg_rows::tasks(rows)?) {
         // The one row of a claim that leased nothing carries only the count.
         let Some(task) = task else { continue };
         let ord = row.try_get::<i64, _>("ord").map_err(pg_arrays::exec_err)?;
@@ -383,6 +389,25 @@ async fn claim_plain_postgres<'c>(
         }
     }
     Ok((leased, picked))
+}
+
+/// The plain claim as one statement for claims that ask for the same operations (see `PLAIN_CLAIM_CTES`). Returns
+/// each claim's leased tasks and how many candidates were picked in all.
+///
+/// `conn` is the claim pool (the statement commits on its own) or a transaction that also does something else.
+async fn claim_plain_postgres<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    now: Micros,
+    requests: &[&ClaimRequest],
+) -> Result<(Vec<Vec<Model>>, usize)> {
+    if requests.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let rows = bind_plain_claim(sqlx::query(PLAIN_CLAIM_SQL.as_str()), now, requests)?
+        .fetch_all(conn)
+        .await
+        .map_err(pg_arrays::exec_err)?;
+    plain_claim_rows(&rows, requests.len())
 }
 
 /// PostgreSQL: serves `requests` inside `txn`, which the caller commits, with the plain statement alone. Keyed and
@@ -396,17 +421,33 @@ pub(super) async fn claim_plain_within_postgres(
     for group in same_filter_groups(requests) {
         let group_requests: Vec<&ClaimRequest> = group.iter().map(|&i| &requests[i]).collect();
         let (leased, picked) = claim_plain_postgres(&mut *txn, now, &group_requests).await?;
-        let mut capped_left = picked - leased.iter().map(Vec::len).sum::<usize>();
-        for (i, mut tasks) in group.into_iter().zip(leased) {
-            sort_in_dispatch_order(&mut tasks);
-            // The keyed candidates left queued go to the claims left short, so that their streams look again.
-            let short = (requests[i].limit as usize).saturating_sub(tasks.len());
-            let capped = short.min(capped_left);
-            capped_left -= capped;
-            results[i] = Some(Claimed { tasks, capped });
+        for (i, claimed) in group.into_iter().zip(plain_claims(&group_requests, leased, picked)) {
+            results[i] = Some(claimed);
         }
     }
     Ok(results.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// The claims of one plain statement, each with its tasks in dispatch order. The keyed candidates it picked and
+/// left queued go to the claims left short, as `capped`, so that their streams look again.
+pub(super) fn plain_claims(requests: &[&ClaimRequest], leased: Vec<Vec<Model>>, picked: usize) -> Vec<Claimed> {
+    let mut capped_left = picked - leased.iter().map(Vec::len).sum::<usize>();
+    requests
+        .iter()
+        .zip(leased)
+        .map(|(req, mut tasks)| {
+            sort_in_dispatch_order(&mut tasks);
+            let short = (req.limit as usize).saturating_sub(tasks.len());
+            let capped = short.min(capped_left);
+            capped_left -= capped;
+            Claimed { tasks, capped }
+        })
+        .collect()
+}
+
+/// Whether every claim of `requests` asks for the same operations, so that one plain statement serves them all.
+pub(super) fn one_filter(requests: &[ClaimRequest]) -> bool {
+    requests.windows(2).all(|pair| pair[0].operations == pair[1].operations)
 }
 
 /// The audit entry of a lease; the plain PostgreSQL claim writes the same one in SQL.

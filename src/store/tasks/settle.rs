@@ -1,12 +1,12 @@
 //! Settling leases (complete, fail) and cancelling tasks, each fenced by the lease or the status it expects.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
     Statement, TransactionTrait,
     sea_query::{CaseStatement, Expr, SimpleExpr},
-    sqlx,
+    sqlx::{self, Row},
 };
 use serde_json::{Value as Json, json};
 
@@ -21,7 +21,7 @@ use crate::{
             task_model::{self, AttemptEnd},
         },
         entity::task::{Column, Entity as Tasks, Model, TaskStatus},
-        pg_arrays,
+        pg_arrays::{self, PgQuery},
     },
 };
 
@@ -61,8 +61,10 @@ pub async fn complete_many(
 /// `complete_many`, and on PostgreSQL, in the same transaction as the plain completions, the claims of streams
 /// whose slots these completions free, so that a stream's next tasks come with the commit that frees its slots
 /// instead of one commit later. The claims lease plain tasks only, as an enqueue's claims do (see
-/// `leases::claim_plain_within_postgres`); a claim left short leaves its stream to look on its own. `claim_db` is
-/// where claims run (see `store::db::connect_claims`). One outcome per claim, in order; on SQLite none is served.
+/// `leases::claim_plain_within_postgres`); a claim left short leaves its stream to look on its own. When the claims
+/// ask for the same operations (the common case), the completions and the claims are one statement; otherwise one
+/// transaction of several. `claim_db` is where claims run (see `store::db::connect_claims`). One outcome per claim,
+/// in order; on SQLite none is served.
 pub async fn complete_many_claiming(
     db: &DatabaseConnection,
     claim_db: &DatabaseConnection,
@@ -76,6 +78,8 @@ pub async fn complete_many_claiming(
     }
     let (plain, claimed) = if claims.is_empty() {
         (complete_plain_postgres(db.get_postgres_connection_pool(), now, &items).await?, Vec::new())
+    } else if leases::one_filter(claims) {
+        complete_and_claim_plain_postgres(claim_db, now, &items, claims).await?
     } else {
         let mut txn = claim_db.get_postgres_connection_pool().begin().await.map_err(pg_arrays::exec_err)?;
         let plain = complete_plain_postgres(&mut *txn, now, &items).await?;
@@ -201,26 +205,60 @@ async fn complete_postgres(txn: &DatabaseTransaction, now: Micros, items: &[(Str
     Ok(Tasks::find().from_raw_sql(statement).all(txn).await?)
 }
 
-/// Completes the running tasks without a work model among `items` and writes their audit entries, in one statement
-/// and so one transaction of its own: one round trip instead of four. The entries are those `settled_entry` makes:
-/// every part that is the same for all of them comes from a template entry, and the rest (the worker as actor, the
-/// task, its trace) from each row. Neither the status test nor the work-model test can be served by an index, so
-/// the primary key is the only way in (see `complete_postgres`). Leases granted before tokens named their task are
-/// not found here, and so take the general path.
-async fn complete_plain_postgres<'c>(
-    db: impl sqlx::PgExecutor<'c>,
-    now: Micros,
-    items: &[(String, Json)],
-) -> Result<Vec<Model>> {
-    const SQL: &str = "WITH done AS (\
+/// The plain completion's common table expressions: `done` completes the running tasks without a work model among
+/// the items, and `done_logged` writes their audit entries, the ones `settled_entry` makes: every part that is the
+/// same for all of them comes from a template entry, and the rest (the worker as actor, the task, its trace) from
+/// each row. Neither the status test nor the work-model test can be served by an index, so the primary key is the
+/// only way in (see `complete_postgres`). Leases granted before tokens named their task are not found here, and so
+/// take the general path. Parameters `$1`-`$9`, bound by `bind_plain_completion`.
+const PLAIN_COMPLETION_CTES: &str = "done AS (\
         UPDATE tasks SET status = 'completed', result = $1::jsonb -> lease_id, error = NULL, \
         completed_at = $2, lease_expires_at = NULL \
         WHERE id = ANY($9::text[]) AND lease_id = ANY(ARRAY(SELECT jsonb_object_keys($1::jsonb))) \
         AND coalesce(status, '') = 'running' AND coalesce(cwom_issue_id, '') = '' RETURNING *), \
-        logged AS (INSERT INTO audit_log \
+        done_logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-        SELECT $2, $3, coalesce(worker_id, ''), $4, $5, id, $6::text::json, $7::text::json, $8, trace_id FROM done) \
-        SELECT * FROM done";
+        SELECT $2, $3, coalesce(worker_id, ''), $4, $5, id, $6::text::json, $7::text::json, $8, trace_id FROM done)";
+
+static PLAIN_COMPLETION_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {PLAIN_COMPLETION_CTES} SELECT * FROM done"));
+
+/// The plain completion and the plain claim in one statement, and so one round trip and one commit: the completed
+/// tasks (`part` 'completed') and then the claim's rows (`part` 'leased', as `leases::PLAIN_CLAIM_ROWS`). The claim
+/// comes first, so that its parameters keep their numbers; the completion's follow. Both parts read the same
+/// snapshot, and no row is in both: the completion updates running tasks, the claim queued ones.
+static COMPLETION_AND_CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    let completion = shifted_parameters(PLAIN_COMPLETION_CTES, 11);
+    format!(
+        "WITH {}, {completion} \
+         SELECT 'completed' AS part, done.*, NULL::bigint AS ord, NULL::bigint AS picked FROM done \
+         UNION ALL SELECT 'leased', claim.* FROM ({}) claim",
+        leases::PLAIN_CLAIM_CTES,
+        leases::PLAIN_CLAIM_ROWS
+    )
+});
+
+/// `sql` with every parameter `$n` renumbered `$(n + by)`, so that statement fragments numbered on their own can be
+/// put together. Our SQL has no dollar quoting, so every `$` followed by digits is a parameter.
+fn shifted_parameters(sql: &str, by: usize) -> String {
+    let mut shifted = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        shifted.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => shifted.push_str(&(n + by).to_string()),
+            Err(_) => shifted.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    shifted.push_str(rest);
+    shifted
+}
+
+/// Binds the parameters of `PLAIN_COMPLETION_CTES` for `items`, after any bound before them.
+fn bind_plain_completion<'q>(query: PgQuery<'q>, now: Micros, items: &[(String, Json)]) -> PgQuery<'q> {
     let template = Entry::status_changed(
         Actor::worker(""),
         ENTITY_KIND,
@@ -230,7 +268,7 @@ async fn complete_plain_postgres<'c>(
         None,
         "",
     );
-    let rows = sqlx::query(SQL)
+    query
         .bind(results_by_lease(items))
         .bind(now)
         .bind(template.actor.kind.as_str())
@@ -240,10 +278,45 @@ async fn complete_plain_postgres<'c>(
         .bind(template.after.map(|doc| doc.to_string()))
         .bind(template.note)
         .bind(LeaseKeys::of(items.iter().map(|(lease_id, _)| lease_id.as_str())).task_ids)
+}
+
+/// Completes the running tasks without a work model among `items` and writes their audit entries, in one statement
+/// and so one transaction of its own: one round trip instead of four (see `PLAIN_COMPLETION_CTES`).
+async fn complete_plain_postgres<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    now: Micros,
+    items: &[(String, Json)],
+) -> Result<Vec<Model>> {
+    let rows = bind_plain_completion(sqlx::query(PLAIN_COMPLETION_SQL.as_str()), now, items)
         .fetch_all(db)
         .await
         .map_err(pg_arrays::exec_err)?;
     Ok(pg_rows::tasks(&rows)?.into_iter().flatten().collect())
+}
+
+/// The plain completion of `items` and the plain claims of `claims`, which ask for the same operations, in one
+/// statement on the claim pool (see `COMPLETION_AND_CLAIM_SQL`): the completed tasks, and one outcome per claim.
+async fn complete_and_claim_plain_postgres(
+    claim_db: &DatabaseConnection,
+    now: Micros,
+    items: &[(String, Json)],
+    claims: &[ClaimRequest],
+) -> Result<(Vec<Model>, Vec<Claimed>)> {
+    let claims: Vec<&ClaimRequest> = claims.iter().collect();
+    let query = leases::bind_plain_claim(sqlx::query(COMPLETION_AND_CLAIM_SQL.as_str()), now, &claims)?;
+    let rows = bind_plain_completion(query, now, items)
+        .fetch_all(claim_db.get_postgres_connection_pool())
+        .await
+        .map_err(pg_arrays::exec_err)?;
+    let mut completed_rows = Vec::new();
+    let mut claim_rows = Vec::new();
+    for row in rows {
+        let part: &str = row.try_get("part").map_err(pg_arrays::exec_err)?;
+        if part == "completed" { &mut completed_rows } else { &mut claim_rows }.push(row);
+    }
+    let completed = pg_rows::tasks(&completed_rows)?.into_iter().flatten().collect();
+    let (leased, picked) = leases::plain_claim_rows(&claim_rows, claims.len())?;
+    Ok((completed, leases::plain_claims(&claims, leased, picked)))
 }
 
 /// The statements' first parameter: a JSON object from each lease to its result.
@@ -447,4 +520,18 @@ pub async fn cancel(db: &DatabaseConnection, now: Micros, id: &str, reason: &str
     txn.commit().await?;
     let interrupted_lease = if current.status == TaskStatus::Running { task.lease_id.clone() } else { None };
     Ok(Cancelled { task, interrupted_lease })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shifted_parameters;
+
+    #[test]
+    fn shifting_renumbers_every_parameter_and_nothing_else() {
+        assert_eq!(
+            shifted_parameters("a = $1 AND b = ANY($12::text[]) AND c = '$' || $9", 11),
+            "a = $12 AND b = ANY($23::text[]) AND c = '$' || $20"
+        );
+        assert_eq!(shifted_parameters("no parameters", 3), "no parameters");
+    }
 }
