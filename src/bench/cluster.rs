@@ -202,6 +202,17 @@ impl Cluster {
         Ok(snapshot)
     }
 
+    /// PostgreSQL: the next transaction id the database server will assign. Only a transaction that writes gets
+    /// one, and reading it assigns none, so the difference between two readings counts the write transactions
+    /// (commits, and the rare rollback) in between, on the whole database server. Unlike CPU time it does not
+    /// depend on how busy the machine is: it shows how many tasks share each commit. None on SQLite.
+    pub async fn next_transaction_id(&self) -> anyhow::Result<Option<i64>> {
+        if self.postgres.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.count("SELECT CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS TEXT) AS BIGINT)").await?))
+    }
+
     /// Resident memory of the server process, in MiB.
     pub fn server_rss_mib(&self) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id()))?;

@@ -125,12 +125,14 @@ async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow
     bulk_load(cluster, tasks).await?;
     let audit_head = cluster.audit_head().await?;
     let before = cluster.cpu_snapshot().await?;
+    let first_transaction = cluster.next_transaction_id().await?;
     let started = Instant::now();
     cluster.spawn_workers(shape.workers, shape.concurrency)?;
     cluster.wait_drained(tasks, audit_head).await?;
     let rate = tasks as f64 / started.elapsed().as_secs_f64();
     // Before the workers are stopped: a process that is gone has no CPU time to read.
     let used = cluster.cpu_snapshot().await?.since(&before);
+    let last_transaction = cluster.next_transaction_id().await?;
     let (workers, concurrency) = (shape.workers, shape.concurrency);
     let per_task = |micros: f64| micros / tasks as f64;
     let cpu = |part: &str| format!("drain {workers} x {concurrency}, CPU per task: {part}");
@@ -141,6 +143,10 @@ async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow
     ];
     if let Some(postgres) = used.postgres {
         figures.push(figure(cpu("PostgreSQL backends"), "us", per_task(postgres)));
+    }
+    if let (Some(first), Some(last)) = (first_transaction, last_transaction) {
+        let name = format!("drain {workers} x {concurrency}, PostgreSQL write transactions per 1,000 tasks");
+        figures.push(figure(name, "transactions", (last - first) as f64 * 1000.0 / tasks as f64));
     }
     Ok(figures)
 }
