@@ -88,6 +88,7 @@ async fn run_once(tasks: usize, create_cwom: bool, run: usize) -> Sample {
             server: address.clone(),
             worker_id: format!("bench-{w}"),
             concurrency: 8,
+            prefetch: 0,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
             token: None,

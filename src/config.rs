@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     auth::tokens::TokenSource,
-    dispatch::DispatchConfig,
+    dispatch::{DispatchConfig, MAX_IN_FLIGHT},
     spec::Policy,
     store::{db::DEFAULT_DATABASE_URL, tasks::Backoff},
     trace::TraceLimits,
@@ -75,10 +75,11 @@ pub struct BenchArgs {
     /// Tasks for the enqueue and drain scenarios.
     #[arg(long, default_value_t = 20_000)]
     pub tasks: usize,
-    /// The drains to run, each as worker processes x concurrency of each (comma-separated): the window of tasks in
-    /// flight sets how many tasks each claim and each completion group carries.
-    #[arg(long, value_delimiter = ',', default_values_t = [DrainShape { workers: 4, concurrency: 16 },
-        DrainShape { workers: 2, concurrency: 512 }])]
+    /// The drains to run, each as worker processes x concurrency of each [+ tasks each prefetches] (comma-separated):
+    /// the window of tasks in flight sets how many tasks each claim and each completion group carries. `1x24+500`
+    /// is the reference's batched configuration (24 jobs at once and a local queue of 500).
+    #[arg(long, value_delimiter = ',', default_values_t = [DrainShape { workers: 4, concurrency: 16, prefetch: 0 },
+        DrainShape { workers: 2, concurrency: 512, prefetch: 0 }, DrainShape { workers: 1, concurrency: 24, prefetch: 500 }])]
     pub drain_shapes: Vec<DrainShape>,
     /// Tasks timed one by one in the latency scenario.
     #[arg(long, default_value_t = 200)]
@@ -94,16 +95,22 @@ pub struct BenchArgs {
     pub claim_sizes: Vec<usize>,
 }
 
-/// Worker processes and the concurrency of each, written `4x16`.
+/// Worker processes, the concurrency of each and, optionally, the tasks each prefetches (`--prefetch`), written
+/// `4x16` or `1x24+500`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainShape {
     pub workers: usize,
     pub concurrency: usize,
+    pub prefetch: usize,
 }
 
 impl std::fmt::Display for DrainShape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.workers, self.concurrency)
+        write!(f, "{}x{}", self.workers, self.concurrency)?;
+        if self.prefetch > 0 {
+            write!(f, "+{}", self.prefetch)?;
+        }
+        Ok(())
     }
 }
 
@@ -111,14 +118,20 @@ impl std::str::FromStr for DrainShape {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rule = || format!("drain shape {s:?}: must be WORKERSxCONCURRENCY with both at least 1, e.g. 4x16");
-        let (workers, concurrency) = s.split_once('x').ok_or_else(rule)?;
-        let workers: usize = workers.trim().parse().map_err(|_| rule())?;
-        let concurrency: usize = concurrency.trim().parse().map_err(|_| rule())?;
-        if workers == 0 || concurrency == 0 {
+        let rule = || {
+            format!(
+                "drain shape {s:?}: must be WORKERSxCONCURRENCY[+PREFETCH] with workers and concurrency at least 1 \
+                 and concurrency + prefetch at most {MAX_IN_FLIGHT}, e.g. 4x16 or 1x24+500"
+            )
+        };
+        let (workers, rest) = s.split_once('x').ok_or_else(rule)?;
+        let (concurrency, prefetch) = rest.split_once('+').unwrap_or((rest, "0"));
+        let number = |text: &str| text.trim().parse::<usize>().map_err(|_| rule());
+        let shape = Self { workers: number(workers)?, concurrency: number(concurrency)?, prefetch: number(prefetch)? };
+        if shape.workers == 0 || shape.concurrency == 0 || shape.concurrency + shape.prefetch > MAX_IN_FLIGHT {
             return Err(rule());
         }
-        Ok(Self { workers, concurrency })
+        Ok(shape)
     }
 }
 
@@ -394,6 +407,11 @@ pub struct WorkerArgs {
     /// Tasks run at once.
     #[arg(long, env = "JCT_WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+    /// Tasks leased ahead of a free slot (a local queue): they wait in the worker, leased and heartbeated, so that
+    /// a finished handler's slot is refilled without waiting for the server. concurrency + prefetch is the
+    /// stream's `max_in_flight`, at most 1000.
+    #[arg(long, env = "JCT_WORKER_PREFETCH", default_value_t = 0)]
+    pub prefetch: usize,
     /// Operations to take (comma-separated); default: all.
     #[arg(long, env = "JCT_WORKER_OPERATIONS", value_delimiter = ',')]
     pub operations: Vec<String>,
@@ -442,9 +460,11 @@ mod tests {
 
     #[test]
     fn drain_shapes_are_workers_by_concurrency() {
-        assert_eq!("4x16".parse::<DrainShape>(), Ok(DrainShape { workers: 4, concurrency: 16 }));
-        assert_eq!(DrainShape { workers: 2, concurrency: 512 }.to_string(), "2x512");
-        for bad in ["4", "x16", "0x16", "4x0", "4x-1", "fourx16", ""] {
+        assert_eq!("4x16".parse::<DrainShape>(), Ok(DrainShape { workers: 4, concurrency: 16, prefetch: 0 }));
+        assert_eq!("1x24+500".parse::<DrainShape>(), Ok(DrainShape { workers: 1, concurrency: 24, prefetch: 500 }));
+        assert_eq!(DrainShape { workers: 2, concurrency: 512, prefetch: 0 }.to_string(), "2x512");
+        assert_eq!(DrainShape { workers: 1, concurrency: 24, prefetch: 500 }.to_string(), "1x24+500");
+        for bad in ["4", "x16", "0x16", "4x0", "4x-1", "fourx16", "", "1x24+", "1x24+-1", "1x500+501"] {
             let err = bad.parse::<DrainShape>().unwrap_err();
             assert!(err.contains("WORKERSxCONCURRENCY"), "{bad}: {err}");
         }

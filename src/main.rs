@@ -9,6 +9,7 @@ use control_tower::{
     cli::{self, OperatorCommand},
     clock::SystemClock,
     config::{Cli, Command, DatabaseArgs, LogFormat, MigrateAction, MigrateArgs, ServeArgs, ServerConfig, WorkerArgs},
+    dispatch::MAX_IN_FLIGHT,
     shutdown,
     store::db,
     worker::{self, EchoHandler, ExecHandler, Handler, NoopHandler, WorkerConfig},
@@ -79,10 +80,17 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         (None, true) => (Arc::new(NoopHandler), "noop"),
         (None, false) => (Arc::new(EchoHandler), "echo"),
     };
+    let concurrency = args.concurrency.max(1);
+    anyhow::ensure!(
+        concurrency + args.prefetch <= MAX_IN_FLIGHT,
+        "--concurrency + --prefetch must be at most {MAX_IN_FLIGHT} (the tasks one stream may hold), got {}",
+        concurrency + args.prefetch
+    );
     let config = WorkerConfig {
         server: args.server,
         worker_id: args.worker_id.unwrap_or_else(worker::default_worker_id),
-        concurrency: args.concurrency.max(1),
+        concurrency,
+        prefetch: args.prefetch,
         operations: args.operations.into_iter().filter(|op| !op.is_empty()).collect(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
         token: args.token,

@@ -86,6 +86,7 @@ async fn the_cap_holds_across_workers_as_the_audit_log_shows() {
             server: server.url(),
             worker_id: format!("capped-{w}"),
             concurrency: 6,
+            prefetch: 0,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
             token: None,

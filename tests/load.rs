@@ -47,6 +47,7 @@ async fn eight_workers_complete_two_thousand_tasks_exactly_once() {
             server: server.url(),
             worker_id: format!("load-{i}"),
             concurrency: 4,
+            prefetch: 0,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
             token: None,

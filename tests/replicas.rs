@@ -100,6 +100,7 @@ async fn two_replicas_and_eight_workers_finish_every_task_exactly_once() {
             server: server.url(),
             worker_id: format!("fleet-{w}"),
             concurrency: 8,
+            prefetch: 0,
             operations: vec![],
             shutdown_grace: Duration::from_secs(5),
             token: None,

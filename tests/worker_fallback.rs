@@ -109,6 +109,7 @@ async fn completions_fall_back_to_one_by_one_without_complete_tasks() {
         server: format!("http://{addr}"),
         worker_id: "older-server-worker".into(),
         concurrency: TASKS,
+        prefetch: 0,
         operations: vec![],
         shutdown_grace: Duration::from_secs(5),
         token: None,

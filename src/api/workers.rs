@@ -12,7 +12,7 @@ use crate::{
     api::tasks::item_error,
     auth::{self, Identity, Role},
     convert::timestamp,
-    dispatch::{PullOptions, TaskStream, open_stream},
+    dispatch::{MAX_IN_FLIGHT, PullOptions, TaskStream, open_stream},
     error::{Error, Result},
     json::struct_to_json,
     limits,
@@ -27,7 +27,6 @@ use crate::{
     trace::validate_file_name,
 };
 
-const MAX_IN_FLIGHT: i32 = 1000;
 const MAX_LEASES_PER_HEARTBEAT: usize = 1000;
 /// Most items in one CompleteTasks call.
 const MAX_COMPLETIONS: usize = 1000;
@@ -277,17 +276,18 @@ fn pull_options(state: &AppState, request: Request<pb::PullTasksRequest>) -> Res
             format!("unknown operation {bad:?}; known operations: {}", OPERATIONS.join(", ")),
         ));
     }
-    let max_in_flight = match request.max_in_flight {
-        0 => 1,
-        n if (1..=MAX_IN_FLIGHT).contains(&n) => n,
-        n => {
-            return Err(Error::invalid("max_in_flight", format!("must be 1-{MAX_IN_FLIGHT}, got {n}")));
+    let max_in_flight = match usize::try_from(request.max_in_flight) {
+        Ok(0) => 1,
+        Ok(n) if n <= MAX_IN_FLIGHT => n,
+        _ => {
+            let got = request.max_in_flight;
+            return Err(Error::invalid("max_in_flight", format!("must be 1-{MAX_IN_FLIGHT}, got {got}")));
         }
     };
     Ok(PullOptions {
         worker_id: request.worker_id,
         operations: request.operations,
-        max_in_flight: max_in_flight as usize,
+        max_in_flight,
         permit: state.streams.acquire(limits::key(caller.as_deref()))?,
     })
 }

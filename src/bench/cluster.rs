@@ -85,12 +85,14 @@ impl Cluster {
         Ok(WorkerServiceClient::new(self.channel().await?))
     }
 
-    /// Starts worker processes with the no-op handler.
-    pub fn spawn_workers(&mut self, count: usize, concurrency: usize) -> anyhow::Result<()> {
+    /// Starts worker processes with the no-op handler, each running `concurrency` tasks at once and holding
+    /// `prefetch` more.
+    pub fn spawn_workers(&mut self, count: usize, concurrency: usize, prefetch: usize) -> anyhow::Result<()> {
         for i in 0..count {
             let worker = Command::new(std::env::current_exe()?)
                 .args(["worker", "--noop", "--server", &self.url])
-                .args(["--concurrency", &concurrency.to_string(), "--worker-id", &format!("bench-{i}")])
+                .args(["--concurrency", &concurrency.to_string(), "--prefetch", &prefetch.to_string()])
+                .args(["--worker-id", &format!("bench-{i}")])
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -127,17 +127,26 @@ async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow
     let before = cluster.cpu_snapshot().await?;
     let first_transaction = cluster.next_transaction_id().await?;
     let started = Instant::now();
-    cluster.spawn_workers(shape.workers, shape.concurrency)?;
+    cluster.spawn_workers(shape.workers, shape.concurrency, shape.prefetch)?;
     cluster.wait_drained(tasks, audit_head).await?;
     let rate = tasks as f64 / started.elapsed().as_secs_f64();
     // Before the workers are stopped: a process that is gone has no CPU time to read.
     let used = cluster.cpu_snapshot().await?.since(&before);
     let last_transaction = cluster.next_transaction_id().await?;
     let (workers, concurrency) = (shape.workers, shape.concurrency);
+    let prefetch = match shape.prefetch {
+        0 => String::new(),
+        n => format!(" + {n} prefetched"),
+    };
+    let shape = format!("{workers} x {concurrency}{prefetch}");
     let per_task = |micros: f64| micros / tasks as f64;
-    let cpu = |part: &str| format!("drain {workers} x {concurrency}, CPU per task: {part}");
+    let cpu = |part: &str| format!("drain {shape}, CPU per task: {part}");
     let mut figures = vec![
-        figure(format!("end-to-end drain of {tasks} no-op tasks, {workers} workers x {concurrency}"), "tasks/s", rate),
+        figure(
+            format!("end-to-end drain of {tasks} no-op tasks, {workers} workers x {concurrency}{prefetch}"),
+            "tasks/s",
+            rate,
+        ),
         figure(cpu("server process"), "us", per_task(used.server)),
         figure(cpu("worker processes"), "us", per_task(used.workers)),
     ];
@@ -145,7 +154,7 @@ async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow
         figures.push(figure(cpu("PostgreSQL backends"), "us", per_task(postgres)));
     }
     if let (Some(first), Some(last)) = (first_transaction, last_transaction) {
-        let name = format!("drain {workers} x {concurrency}, PostgreSQL write transactions per 1,000 tasks");
+        let name = format!("drain {shape}, PostgreSQL write transactions per 1,000 tasks");
         figures.push(figure(name, "transactions", (last - first) as f64 * 1000.0 / tasks as f64));
     }
     Ok(figures)
@@ -157,7 +166,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// One worker, one task at a time: from EnqueueTask returning to the handler starting.
 async fn latency(cluster: &mut Cluster, samples: usize) -> anyhow::Result<Vec<Figure>> {
-    cluster.spawn_workers(1, 1)?;
+    cluster.spawn_workers(1, 1, 0)?;
     let mut tasks = cluster.tasks().await?;
     // Warm up: the worker is connected once its first task completes.
     tasks.enqueue_task(request(0)).await?;

@@ -53,7 +53,7 @@ pub use intake::Intake;
 pub use maintenance::spawn_maintenance;
 pub use notify::spawn_listener;
 pub use settler::Completions;
-pub use stream::{PullOptions, TaskStream, open_stream};
+pub use stream::{MAX_IN_FLIGHT, PullOptions, TaskStream, open_stream};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {

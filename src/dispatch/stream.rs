@@ -16,6 +16,9 @@ use crate::{
 };
 use crate::{limits::StreamPermit, metrics};
 
+/// Most tasks one stream may hold at once (`PullTasksRequest.max_in_flight`).
+pub const MAX_IN_FLIGHT: usize = 1000;
+
 #[derive(Debug)]
 pub struct PullOptions {
     pub worker_id: String,

@@ -39,6 +39,10 @@ pub struct WorkerConfig {
     pub server: String,
     pub worker_id: String,
     pub concurrency: usize,
+    /// Tasks leased beyond the concurrency, waiting here for a free slot (a local queue). They are heartbeated like
+    /// running tasks, withdrawn ones never start, and on shutdown they run within the grace period like the rest
+    /// of what the worker holds. Zero: the server sends a task only when a slot is free.
+    pub prefetch: usize,
     /// Empty means every operation.
     pub operations: Vec<String>,
     pub shutdown_grace: Duration,
@@ -127,25 +131,34 @@ async fn session(
     let request = pb::PullTasksRequest {
         worker_id: config.worker_id.clone(),
         operations: config.operations.clone(),
-        max_in_flight: i32::try_from(config.concurrency.max(1)).unwrap_or(i32::MAX),
+        max_in_flight: i32::try_from(config.concurrency.max(1) + config.prefetch).unwrap_or(i32::MAX),
     };
     let mut stream = client.clone().pull_tasks(request).await?.into_inner();
     let completer = Completer::spawn(client.clone());
-    tracing::info!(server = %config.server, worker_id = %config.worker_id, concurrency = config.concurrency, "connected");
+    tracing::info!(
+        server = %config.server,
+        worker_id = %config.worker_id,
+        concurrency = config.concurrency,
+        prefetch = config.prefetch,
+        "connected"
+    );
 
+    // Every task held, running or waiting for a slot: all of them are heartbeated.
     let running: Running = Arc::default();
-    // The server frees a slot as soon as a lease is withdrawn, but stopping a handler takes a moment: the local
-    // semaphore keeps the number of handlers actually running within the concurrency.
+    // The stream holds up to concurrency + prefetch tasks; the semaphore lets `concurrency` of them run, in the
+    // order they arrived (it is fair). It also keeps a withdrawn lease's handler, which takes a moment to stop,
+    // from running beside the task that took its slot.
     let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
     let draining = Arc::new(AtomicBool::new(false));
     let session_over = CancellationToken::new();
-    let heartbeat_every = Arc::new(Mutex::new(DEFAULT_HEARTBEAT));
+    // Watched, so that a lease timeout shorter than the default period shortens the sleep already begun.
+    let (heartbeat_every, every) = tokio::sync::watch::channel(DEFAULT_HEARTBEAT);
     let heartbeats = tokio::spawn(heartbeat_loop(
         client.clone(),
         config.worker_id.clone(),
         running.clone(),
         draining.clone(),
-        heartbeat_every.clone(),
+        every,
         session_over.clone(),
     ));
     let mut tasks = JoinSet::new();
@@ -159,10 +172,9 @@ async fn session(
                     if withdrawn_unseen.remove(&assignment.lease_id) {
                         continue;
                     }
-                    if let Some(timeout) = assignment.lease_timeout.and_then(|d| Duration::try_from(d).ok())
-                        && let Ok(mut every) = heartbeat_every.lock()
-                    {
-                        *every = (timeout / 3).max(Duration::from_millis(100));
+                    if let Some(timeout) = assignment.lease_timeout.and_then(|d| Duration::try_from(d).ok()) {
+                        let period = (timeout / 3).max(Duration::from_millis(100));
+                        heartbeat_every.send_if_modified(|every| std::mem::replace(every, period) != period);
                     }
                     let cancel = CancellationToken::new();
                     if let Ok(mut running) = running.lock() {
@@ -254,15 +266,22 @@ async fn heartbeat_loop(
     worker_id: String,
     running: Running,
     draining: Arc<AtomicBool>,
-    every: Arc<Mutex<Duration>>,
+    mut every: tokio::sync::watch::Receiver<Duration>,
     stop: CancellationToken,
 ) {
+    let mut last_beat = tokio::time::Instant::now();
     loop {
-        let period = every.lock().map(|d| *d).unwrap_or(DEFAULT_HEARTBEAT);
+        let due = last_beat + *every.borrow_and_update();
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
+            // A new period: the next beat is due one new period after the last one.
+            changed = every.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep_until(due) => {}
         }
+        last_beat = tokio::time::Instant::now();
         let lease_ids: Vec<String> = running.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
         if lease_ids.is_empty() {
             continue;
@@ -305,7 +324,7 @@ async fn run_task(
 ) -> String {
     let lease_id = assignment.lease_id;
     let Some(task) = assignment.task else { return lease_id };
-    let _slot = tokio::select! {
+    let slot = tokio::select! {
         permit = slots.acquire_owned() => match permit {
             Ok(permit) => permit,
             Err(_) => return lease_id,
@@ -326,6 +345,8 @@ async fn run_task(
         Ok(outcome) => outcome,
         Err(err) => Outcome::Failed { error: format!("the handler panicked: {err}"), retryable: false },
     };
+    // The handler is done: a task waiting here (prefetched) may start while this one's log and result go out.
+    drop(slot);
     drop(log);
     match tokio::time::timeout(UPLOAD_DEADLINE, upload).await {
         Ok(Ok(Ok(_))) => {}
