@@ -181,6 +181,39 @@ class WorkerTest(ServerTest):
         self.assertEqual(finished.status, TaskStatus.TASK_STATUS_COMPLETED)
         self.assertEqual(finished.result["finished"], True)
 
+    def test_prefetched_tasks_wait_leased_in_order_and_a_cancelled_one_never_starts(self):
+        worker = Worker(self.target, "py-worker-4", concurrency=1, prefetch=2, heartbeat_seconds=0.5)
+        started, release = [], threading.Semaphore(0)
+
+        @worker.task
+        def handle(ctx):
+            started.append(ctx.task.spec.objective)
+            release.acquire(timeout=20)
+            return {}
+
+        ids = [self.tower.enqueue(spec(f"Prefetched task {n}")).id for n in range(4)]
+        runner = threading.Thread(target=worker.run, daemon=True)
+        runner.start()
+        running = lambda: [i for i in ids if self.tower.get(i).status == TaskStatus.TASK_STATUS_RUNNING]
+        wait_for(lambda: len(running()) == 3)
+        time.sleep(0.3)
+        self.assertEqual(started, ["Prefetched task 0"], "one handler at a time; the prefetched two wait")
+        self.tower.cancel(ids[1], reason="not needed")
+        time.sleep(0.3)  # the withdrawal reaches the worker over its stream
+        for _ in ids:
+            release.release()
+        wait_for(lambda: all(self.tower.get(i).status in (TaskStatus.TASK_STATUS_COMPLETED,
+                                                          TaskStatus.TASK_STATUS_CANCELLED) for i in ids))
+        worker.stop()
+        runner.join(timeout=20)
+        self.assertEqual(started, ["Prefetched task 0", "Prefetched task 2", "Prefetched task 3"])
+        self.assertEqual(self.tower.get(ids[1]).status, TaskStatus.TASK_STATUS_CANCELLED)
+
+    def test_concurrency_and_prefetch_are_checked(self):
+        for concurrency, prefetch in [(0, 0), (1, -1), (600, 401)]:
+            with self.assertRaises(ValueError):
+                Worker(self.target, "py-worker-5", concurrency=concurrency, prefetch=prefetch)
+
 
 if __name__ == "__main__":
     unittest.main()

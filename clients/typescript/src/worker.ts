@@ -7,8 +7,8 @@
 //   });
 //   await worker.run();                 // until worker.stop()
 //
-// The worker keeps one PullTasks stream open (never more than `concurrency` leases at once), heartbeats the leases it
-// holds, streams each task's `ctx.log` lines into its log.txt while it runs, completes the task with the handler's
+// The worker keeps one PullTasks stream open (`concurrency` tasks run at once; with `prefetch`, that many more are
+// leased ahead and wait in the worker, in arrival order), heartbeats the leases it holds, streams each task's `ctx.log` lines into its log.txt while it runs, completes the task with the handler's
 // result or fails it with the thrown error (`Retryable` sends it back to the queue), reconnects with backoff when the
 // server goes away, and aborts `ctx.signal` when the task is cancelled or the lease is lost.
 import { type ClientWritableStream, status } from "@grpc/grpc-js";
@@ -86,6 +86,11 @@ export interface WorkerOptions extends ConnectOptions {
   operations?: string[];
   /** Tasks run at once. */
   concurrency?: number;
+  /**
+   * Tasks leased ahead beyond `concurrency`, waiting in the worker (in arrival order, heartbeated) so that a finished
+   * task's slot is taken at once. concurrency + prefetch is at most 1000.
+   */
+  prefetch?: number;
   heartbeatMs?: number;
 }
 
@@ -95,11 +100,26 @@ const TRANSIENT = new Set([status.UNAVAILABLE, status.CANCELLED, status.INTERNAL
 export class Worker {
   readonly tower: ControlTower;
   private handler?: Handler;
-  private readonly running = new Map<string, TaskContext>();
+  /** Every lease held, running or waiting for a slot (what heartbeats name and cancellations reach). */
+  private readonly running = new Map<string, { cancel(reason: string): void }>();
+  private readonly concurrency: number;
+  private readonly prefetch: number;
+  private active = 0;
+  /** Tasks waiting for a slot, first come first served. */
+  private readonly queued: (() => void)[] = [];
   private readonly stopping = new AbortController();
   private draining = false;
 
   constructor(private readonly options: WorkerOptions) {
+    this.concurrency = options.concurrency ?? 4;
+    this.prefetch = options.prefetch ?? 0;
+    const whole = (n: number) => Number.isInteger(n) && n >= 0;
+    if (!whole(this.concurrency) || this.concurrency < 1 || !whole(this.prefetch) || this.concurrency + this.prefetch > 1000) {
+      throw new RangeError(
+        `concurrency must be at least 1, prefetch at least 0, and concurrency + prefetch at most 1000; ` +
+          `got concurrency=${this.concurrency}, prefetch=${this.prefetch}`,
+      );
+    }
     this.tower = new ControlTower(options.target, options);
   }
 
@@ -151,7 +171,7 @@ export class Worker {
       {
         workerId: this.options.workerId,
         operations: this.options.operations ?? [],
-        maxInFlight: this.options.concurrency ?? 4,
+        maxInFlight: this.concurrency + this.prefetch,
       },
       this.tower.metadata(),
     );
@@ -162,7 +182,40 @@ export class Worker {
     }
   }
 
+  /** Waits for a slot; a slot freed while tasks wait goes straight to the first of them. */
+  private async takeSlot(): Promise<void> {
+    if (this.active < this.concurrency) {
+      this.active++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.queued.push(resolve));
+  }
+
+  private freeSlot(): void {
+    const next = this.queued.shift();
+    if (next) next();
+    else this.active--;
+  }
+
   private async execute(assignment: TaskAssignment): Promise<void> {
+    // Held from here: heartbeated while it waits, and a cancellation meanwhile means it never starts.
+    const waiting = { cancelled: false, cancel: () => void (waiting.cancelled = true) };
+    this.running.set(assignment.leaseId, waiting);
+    await this.takeSlot();
+    if (waiting.cancelled) {
+      this.freeSlot();
+      this.running.delete(assignment.leaseId);
+      if (this.draining) this.stopWhenIdle();
+      return;
+    }
+    try {
+      await this.runTask(assignment);
+    } finally {
+      this.freeSlot();
+    }
+  }
+
+  private async runTask(assignment: TaskAssignment): Promise<void> {
     let uploadAnswered!: (response?: PushTraceResponse) => void;
     const uploaded = new Promise<PushTraceResponse | undefined>((resolve) => (uploadAnswered = resolve));
     const upload = this.tower.workers.pushTrace(this.tower.metadata(), (error, response) =>

@@ -103,6 +103,41 @@ describe("Worker", () => {
     assert.equal((await tower.get(first.id)).status, TaskStatus.TASK_STATUS_COMPLETED);
   });
 
+  test("prefetched tasks wait leased, start in order one slot at a time, and a cancelled one never starts", async () => {
+    const worker = new Worker({ target: server.target, workerId: "ts-worker-4", concurrency: 1, prefetch: 2 });
+    const started: string[] = [];
+    const releases: (() => void)[] = [];
+    worker.handle(async (ctx) => {
+      started.push(ctx.task.spec!.objective);
+      await new Promise<void>((resolve) => releases.push(resolve));
+      return {};
+    });
+    const ids: string[] = [];
+    for (let n = 0; n < 4; n++) ids.push((await tower.enqueue(spec(`Prefetched task ${n}`))).id);
+    const running = worker.run();
+    const statuses = async () => Promise.all(ids.map(async (id) => (await tower.get(id)).status));
+    await waitFor(async () => (await statuses()).filter((s) => s === TaskStatus.TASK_STATUS_RUNNING).length === 3);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(started, ["Prefetched task 0"], "one handler at a time; the prefetched two wait");
+    await tower.cancel(ids[1], "not needed");
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the withdrawal reaches the worker over its stream
+    const finishing = setInterval(() => releases.shift()?.(), 20);
+    await waitFor(async () =>
+      (await statuses()).every((s) => s === TaskStatus.TASK_STATUS_COMPLETED || s === TaskStatus.TASK_STATUS_CANCELLED),
+    );
+    clearInterval(finishing);
+    worker.stop();
+    await running;
+    assert.deepEqual(started, ["Prefetched task 0", "Prefetched task 2", "Prefetched task 3"]);
+    assert.equal((await tower.get(ids[1])).status, TaskStatus.TASK_STATUS_CANCELLED);
+  });
+
+  test("concurrency and prefetch are checked", () => {
+    for (const [concurrency, prefetch] of [[0, 0], [1, -1], [600, 401], [1.5, 0]]) {
+      assert.throws(() => new Worker({ target: server.target, workerId: "ts-worker-5", concurrency, prefetch }), RangeError);
+    }
+  });
+
   test("a refused worker id ends run with the server's reason", async () => {
     const worker = new Worker({ target: server.target, workerId: "not a valid id!" });
     worker.handle(() => ({}));

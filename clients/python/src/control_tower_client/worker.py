@@ -9,8 +9,9 @@
 
     worker.run()                         # until stop() or Ctrl-C
 
-The worker pulls tasks over one PullTasks stream (never more than ``concurrency`` at once), heartbeats the leases it
-holds, streams each task's ``ctx.log`` lines into its ``log.txt`` while it runs, completes it with the function's
+The worker pulls tasks over one PullTasks stream (``concurrency`` run at once; with ``prefetch=N``, N more are leased
+ahead and wait in the worker, in arrival order, so that a finished task's thread takes the next one at once), heartbeats
+the leases it holds, streams each task's ``ctx.log`` lines into its ``log.txt`` while it runs, completes it with the function's
 result (a dict) or fails it with the exception (``Retryable`` goes back to the queue), reconnects with backoff when
 the server goes away, and sets ``ctx.cancelled`` when the task is cancelled.
 """
@@ -30,6 +31,10 @@ from google.protobuf import json_format, struct_pb2
 from ._generated.controltower.v1 import tasks_pb2, workers_pb2
 from .client import ControlTower
 from .errors import ControlTowerError
+
+
+# The most tasks one PullTasks stream may hold (the server's limit on `max_in_flight`).
+MAX_IN_FLIGHT = 1000
 
 
 class Retryable(Exception):
@@ -67,12 +72,16 @@ Handler = Callable[[TaskContext], Optional[dict]]
 
 
 class Worker:
-    def __init__(self, target: str, worker_id: str, *, operations=(), concurrency: int = 4,
+    def __init__(self, target: str, worker_id: str, *, operations=(), concurrency: int = 4, prefetch: int = 0,
                  token: Optional[str] = None, heartbeat_seconds: float = 5.0):
+        if concurrency < 1 or prefetch < 0 or concurrency + prefetch > MAX_IN_FLIGHT:
+            raise ValueError(f"concurrency must be at least 1, prefetch at least 0, and concurrency + prefetch at "
+                             f"most {MAX_IN_FLIGHT}; got concurrency={concurrency}, prefetch={prefetch}")
         self.tower = ControlTower(target, token=token)
         self.worker_id = worker_id
         self.operations = list(operations)
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.heartbeat_seconds = heartbeat_seconds
         self._handler: Optional[Handler] = None
         self._running: Dict[str, TaskContext] = {}
@@ -125,13 +134,14 @@ class Worker:
 
     def _pull(self, pool: ThreadPoolExecutor) -> None:
         request = workers_pb2.PullTasksRequest(worker_id=self.worker_id, operations=self.operations,
-                                               max_in_flight=self.concurrency)
+                                               max_in_flight=self.concurrency + self.prefetch)
         self._stream = self.tower.workers.PullTasks(request, metadata=self.tower._metadata)
         for message in self._stream:
             event = message.WhichOneof("event")
             if event == "assignment":
                 a = message.assignment
                 ctx = TaskContext(a.task, a.lease_id, a.attempt)
+                # Held (and heartbeated) from here; the pool runs `concurrency` at once, the rest wait in its queue.
                 with self._lock:
                     self._running[a.lease_id] = ctx
                 pool.submit(self._execute, ctx)
@@ -145,6 +155,10 @@ class Worker:
             ctx.cancelled.set()
 
     def _execute(self, ctx: TaskContext) -> None:
+        if ctx.cancelled.is_set():
+            # Withdrawn while it waited for a thread: it never starts, and the server has settled it already.
+            self._release(ctx)
+            return
         upload = threading.Thread(target=self._push_log, args=(ctx,), daemon=True)
         upload.start()
         try:
@@ -172,10 +186,13 @@ class Worker:
         except ControlTowerError:
             pass  # the lease was lost or the task cancelled meanwhile: the server has decided already
         finally:
-            with self._lock:
-                self._running.pop(ctx.lease_id, None)
-            if self._draining:
-                self._stop_when_idle()
+            self._release(ctx)
+
+    def _release(self, ctx: TaskContext) -> None:
+        with self._lock:
+            self._running.pop(ctx.lease_id, None)
+        if self._draining:
+            self._stop_when_idle()
 
     def _push_log(self, ctx: TaskContext) -> None:
         try:
