@@ -117,6 +117,50 @@ async fn a_name_that_is_a_folder_or_under_a_file_is_refused() {
 }
 
 #[tokio::test]
+async fn large_chunks_land_whole_and_a_refused_chunk_stops_the_upload() {
+    let server = TestServer::start().await;
+    let mut workers = server.workers().await;
+    let (task, lease) = leased(&server, &mut workers).await;
+    let l = lease.lease_id.as_str();
+    let dir = server.task_dir(&task.id);
+
+    // Chunks larger than a stream's flow-control window and a frame, each one different, sent back to back.
+    let chunk_bytes = 3 << 19;
+    let blocks: Vec<Vec<u8>> = (0..4u8).map(|i| vec![b'a' + i; chunk_bytes]).collect();
+    let chunks = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, data)| pb::TraceChunk {
+            lease_id: l.into(),
+            file: "big.bin".into(),
+            offset: (i * chunk_bytes) as u64,
+            data: data.clone(),
+            eof: i == 3,
+        })
+        .collect();
+    let summary = push(&mut workers, chunks).await.unwrap();
+    assert_eq!(summary.bytes_written, 4 * chunk_bytes as u64);
+    assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), blocks.concat());
+
+    // The second chunk leaves a gap: the upload ends there, and the chunk after it is not written.
+    let refused = push(
+        &mut workers,
+        vec![
+            chunk(l, "first.txt", 0, "one", false),
+            chunk(l, "first.txt", 10, "gap", false),
+            chunk(l, "after.txt", 0, "x", true),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().starts_with("offset: "), "{}", refused.message());
+    assert_eq!(std::fs::read_to_string(dir.join("first.txt")).unwrap(), "one");
+    assert!(!dir.join("after.txt").exists(), "a chunk after a refused one was written");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn size_limits_give_resource_exhausted() {
     let server = TestServer::configured(|c| {
         c.trace_limits = TraceLimits { max_file_bytes: 1000, max_task_bytes: 1500, max_files: 3 }

@@ -4,7 +4,9 @@
 //! a worker that lost its connection can resend from any earlier offset; a chunk past the end would leave a hole
 //! and is refused. Room is reserved in the task's shared usage before writing, so concurrent uploads of one task
 //! share its limits. Files are opened per chunk (no descriptors held across a stream), written positionally, and
-//! every touched file and folder is fsynced by `finish`.
+//! every touched file and folder is fsynced by `finish`. One chunk is written while the next one is received: the
+//! writes stay in order (a chunk's write starts once the one before it has ended), and a failed write is reported
+//! with the next chunk or by `finish`.
 
 use std::{
     collections::BTreeSet,
@@ -13,6 +15,8 @@ use std::{
     os::unix::fs::FileExt,
     path::Path,
 };
+
+use tokio::task::JoinHandle;
 
 use super::TraceStore;
 use crate::error::{Error, Result};
@@ -31,14 +35,27 @@ pub struct TraceWriter {
     touched: BTreeSet<(String, String)>,
     bytes_written: u64,
     bytes_skipped: u64,
+    /// The write on its way, if any: it returns (bytes written, bytes skipped).
+    writing: Option<JoinHandle<Result<(u64, u64)>>>,
 }
 
 impl TraceWriter {
     pub(super) fn new(store: TraceStore) -> Self {
-        Self { store, touched: BTreeSet::new(), bytes_written: 0, bytes_skipped: 0 }
+        Self { store, touched: BTreeSet::new(), bytes_written: 0, bytes_skipped: 0, writing: None }
     }
 
-    /// Writes one chunk for `attempt` of a task; `name` must have passed `validate_file_name`.
+    /// Waits for the write on its way and counts what it wrote.
+    async fn written(&mut self) -> Result<()> {
+        if let Some(writing) = self.writing.take() {
+            let (written, skipped) = writing.await.map_err(|e| Error::internal("trace write task", e))??;
+            self.bytes_written += written;
+            self.bytes_skipped += skipped;
+        }
+        Ok(())
+    }
+
+    /// Starts writing one chunk for `attempt` of a task, once the chunk before it is written; `name` must have
+    /// passed `validate_file_name`. An error is that of the chunk before.
     pub async fn write(
         &mut self,
         task_id: &str,
@@ -48,20 +65,19 @@ impl TraceWriter {
         data: Vec<u8>,
         eof: bool,
     ) -> Result<()> {
+        self.written().await?;
         let store = self.store.clone();
         let (task, file) = (task_id.to_owned(), name.to_owned());
-        let (written, skipped) =
-            tokio::task::spawn_blocking(move || write_chunk(&store, &task, attempt, &file, offset, &data, eof))
-                .await
-                .map_err(|e| Error::internal("trace write task", e))??;
+        self.writing =
+            Some(tokio::task::spawn_blocking(move || write_chunk(&store, &task, attempt, &file, offset, &data, eof)));
         self.touched.insert((task_id.to_owned(), name.to_owned()));
-        self.bytes_written += written;
-        self.bytes_skipped += skipped;
         Ok(())
     }
 
-    /// Makes everything written durable (file data and directory entries) and reports what is on disk.
-    pub async fn finish(self) -> Result<TraceSummary> {
+    /// Waits for the last write, makes everything written durable (file data and directory entries) and reports
+    /// what is on disk.
+    pub async fn finish(mut self) -> Result<TraceSummary> {
+        self.written().await?;
         let root = self.store.root().to_owned();
         let touched = self.touched;
         let (bytes_written, bytes_skipped) = (self.bytes_written, self.bytes_skipped);
