@@ -25,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    // Before any thread exists that could use SQLite.
+    let _ = control_tower::store::sqlite_memory::configure();
     let runtime = match cli.command {
         // The worker daemon waits on its stream, its handlers' child processes and its calls; it computes little.
         // On one thread, a message that wakes a task never has to wake a second thread and hand the task over:

@@ -10,4 +10,5 @@ pub mod db;
 pub mod entity;
 pub mod pg_arrays;
 pub mod single_server;
+pub mod sqlite_memory;
 pub mod tasks;
