@@ -12,7 +12,7 @@ use std::sync::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::{Code, Status};
 
-use super::{Client, settle, with_trace_id};
+use super::{Client, settle, transient, with_trace_id};
 use crate::pb::{self, complete_task_result::Outcome};
 
 /// Most completions in one call (the server takes up to 1,000).
@@ -75,11 +75,13 @@ async fn send_loop(client: Client, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let _ = calls.acquire_many(CALLS_IN_FLIGHT as u32).await;
 }
 
-/// One group: a CompleteTasks call, or the calls one by one where the server has none.
+/// One group: a CompleteTasks call, or the calls one by one where the server has none. Items the call answered
+/// with a transient error (a database error on the server's side, say) go again alone, with the retries of every
+/// settle call: left unsettled, their leases would expire and the tasks run a second time.
 async fn send_group(client: &Client, mut group: Vec<Job>, one_by_one: &AtomicBool) {
     if group.len() > 1 && !one_by_one.load(Ordering::Relaxed) {
         match complete_group(client, &mut group).await {
-            Ok(()) => return,
+            Ok(()) => {}
             Err(status) if status.code() == Code::Unimplemented => {
                 tracing::info!("the server has no CompleteTasks; completing tasks one by one");
                 one_by_one.store(true, Ordering::Relaxed);
@@ -105,8 +107,9 @@ async fn send_group(client: &Client, mut group: Vec<Job>, one_by_one: &AtomicBoo
     }
 }
 
-/// One CompleteTasks call for the group, retried while it fails as a whole; each job gets its own answer. An error
-/// means no job was answered.
+/// One CompleteTasks call for the group, retried while it fails as a whole; each job gets its own answer, except
+/// those answered with a transient error (or not at all), which stay in `group`. An error means no job was
+/// answered.
 async fn complete_group(client: &Client, group: &mut Vec<Job>) -> Result<(), Status> {
     let request = pb::CompleteTasksRequest { requests: group.iter().map(|job| job.request.clone()).collect() };
     let response = settle(|| {
@@ -116,13 +119,23 @@ async fn complete_group(client: &Client, group: &mut Vec<Job>) -> Result<(), Sta
     })
     .await?;
     let mut results = response.results.into_iter();
+    let mut again = Vec::new();
     for job in group.drain(..) {
         let answer = match results.next().and_then(|r| r.outcome) {
             Some(Outcome::Task(task)) => Ok(task),
             Some(Outcome::Error(error)) => Err(Status::new(Code::from(error.code), error.message)),
             None => Err(Status::internal("the server sent fewer results than completions")),
         };
-        let _ = job.reply.send(answer);
+        match answer {
+            Err(status) if transient(&status) => {
+                tracing::warn!(lease_id = %job.request.lease_id, %status, "completing failed; retrying alone");
+                again.push(job);
+            }
+            answer => {
+                let _ = job.reply.send(answer);
+            }
+        }
     }
+    *group = again;
     Ok(())
 }

@@ -393,6 +393,15 @@ fn with_trace_id<T>(message: T, trace_id: &str) -> tonic::Request<T> {
     request
 }
 
+/// Errors worth another try: the connection or the server's moment (a database error is INTERNAL), not the
+/// request.
+fn transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal
+    )
+}
+
 /// Calls a settle RPC, retrying transient failures (the server restarting, a broken connection) until the
 /// settle deadline. Repeating is safe: the server answers a repeated settlement of the same lease with the
 /// recorded task.
@@ -409,11 +418,7 @@ where
             Ok(Err(status)) => status,
             Err(_) => Status::deadline_exceeded("the settle call timed out"),
         };
-        let transient = matches!(
-            status.code(),
-            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal
-        );
-        if !transient || tokio::time::Instant::now() + delay > deadline {
+        if !transient(&status) || tokio::time::Instant::now() + delay > deadline {
             return Err(status);
         }
         tracing::warn!(%status, "settling failed; retrying");

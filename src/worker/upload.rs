@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status};
+use tonic::Status;
 
+use super::transient;
 use crate::{pb, trace::LOG_FILE};
 
 /// Largest chunk sent in one message (well under the 4 MiB gRPC default).
@@ -48,14 +49,6 @@ fn chunk(lease_id: &str, log: &[u8], from: usize, eof: bool) -> Vec<pb::TraceChu
         }
         offset = end;
     }
-}
-
-/// Errors worth another try: the connection, not the request.
-fn transient(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal
-    )
 }
 
 /// Uploads the log as it arrives on `lines` until the sender side closes, then makes sure all of it is stored.
