@@ -6,10 +6,7 @@
 use std::{
     collections::HashMap,
     pin::Pin,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -45,18 +42,11 @@ struct FakeServer {
     grouped: Arc<Mutex<HashMap<String, Code>>>,
     /// CompleteTasks calls refused.
     batches_refused: Arc<Mutex<usize>>,
-    complete_calls: Arc<AtomicUsize>,
 }
 
 impl FakeServer {
     fn new(groups: Groups) -> Self {
-        Self {
-            groups,
-            completed: Arc::default(),
-            grouped: Arc::default(),
-            batches_refused: Arc::default(),
-            complete_calls: Arc::default(),
-        }
+        Self { groups, completed: Arc::default(), grouped: Arc::default(), batches_refused: Arc::default() }
     }
 }
 
@@ -99,8 +89,13 @@ impl WorkerService for FakeServer {
 
     async fn complete_task(&self, request: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::Task>, Status> {
         let lease_id = request.into_inner().lease_id;
-        *self.completed.lock().unwrap().entry(lease_id.clone()).or_default() += 1;
-        if self.complete_calls.fetch_add(1, Ordering::SeqCst) < 2 {
+        let calls_before: usize = {
+            let mut completed = self.completed.lock().unwrap();
+            let before = completed.values().sum();
+            *completed.entry(lease_id.clone()).or_default() += 1;
+            before
+        };
+        if calls_before < 2 {
             // The others finish while the worker's two calls are on their way, so it gathers them into a group.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
