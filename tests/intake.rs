@@ -315,6 +315,31 @@ async fn get_task_tells_missing_from_malformed() {
     server.stop().await;
 }
 
+/// Text compares byte by byte on both backends, whatever the database's own collation: uppercase before lowercase,
+/// an accented letter after both. On PostgreSQL every text column of the schema is declared `C`.
+#[tokio::test]
+async fn text_columns_compare_byte_by_byte() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    for objective in ["Zebra crossing review", "apple orchard survey", "\u{c9}clair recipe check"] {
+        enqueue(&mut tasks, spec(objective)).await;
+    }
+    let before_apple = server.count("SELECT COUNT(*) FROM tasks WHERE objective < 'apple'").await;
+    assert_eq!(before_apple, 1, "only 'Zebra ...' sorts before 'apple' in byte order");
+    if postgres_admin_url().is_some() {
+        let not_bytewise = server
+            .count(
+                "SELECT COUNT(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' \
+                 AND c.relname <> 'seaql_migrations' AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND a.attcollation NOT IN (0, 'pg_catalog.\"C\"'::regcollation)",
+            )
+            .await;
+        assert_eq!(not_bytewise, 0, "text columns of another collation than C");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn list_tasks_filters_and_pages_newest_first() {
     let server = TestServer::start().await;

@@ -1,7 +1,8 @@
 //! Database schema migrations for Control Tower, for SQLite and PostgreSQL alike.
 //!
 //! Released migrations are never edited: a schema change is a new file. Times are stored as BIGINT microseconds
-//! since the Unix epoch so that both backends compare and index them the same way.
+//! since the Unix epoch so that both backends compare and index them the same way; text compares byte by byte on both
+//! (on PostgreSQL every text column is declared `COLLATE "C"`, see migration 15).
 
 pub use sea_orm_migration::prelude::*;
 
@@ -19,6 +20,7 @@ mod m20261121_000011_task_filters;
 mod m20261121_000012_audit_batch_seals;
 mod m20261122_000013_audit_json_documents;
 mod m20261202_000014_lean_task_indexes;
+mod m20261204_000015_byte_order_text;
 
 pub struct Migrator;
 
@@ -40,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000012_audit_batch_seals::Migration),
             Box::new(m20261122_000013_audit_json_documents::Migration),
             Box::new(m20261202_000014_lean_task_indexes::Migration),
+            Box::new(m20261204_000015_byte_order_text::Migration),
         ]
     }
 }

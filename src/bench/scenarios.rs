@@ -39,11 +39,7 @@ pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyho
     }
     let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir).await?;
     let figures = match scenario {
-        Scenario::EnqueueBulk => vec![figure(
-            "bulk enqueue (EnqueueTasks x1000, 4 clients)",
-            "tasks/s",
-            enqueue_bulk(&cluster, args.tasks).await?,
-        )],
+        Scenario::EnqueueBulk => enqueue_bulk(&cluster, args.tasks).await?,
         Scenario::EnqueueUnary => {
             vec![figure(
                 "unary enqueue (16 concurrent clients)",
@@ -85,8 +81,21 @@ async fn bulk_load(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn enqueue_bulk(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
-    bulk_load(cluster, n).await
+/// Bulk enqueue tasks/s, and the CPU time per task of the server and of PostgreSQL's backends while it ran (the
+/// figures that do not move with the machine's noise as much as the rate does; the bench client's is left out).
+async fn enqueue_bulk(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure>> {
+    let before = cluster.cpu_snapshot().await?;
+    let rate = bulk_load(cluster, n).await?;
+    let used = cluster.cpu_snapshot().await?.since(&before);
+    let per_task = |micros: f64| micros / n as f64;
+    let mut figures = vec![
+        figure("bulk enqueue (EnqueueTasks x1000, 4 clients)", "tasks/s", rate),
+        figure("bulk enqueue, CPU per task: server process", "us", per_task(used.server)),
+    ];
+    if let Some(postgres) = used.postgres {
+        figures.push(figure("bulk enqueue, CPU per task: PostgreSQL backends", "us", per_task(postgres)));
+    }
+    Ok(figures)
 }
 
 async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
