@@ -414,6 +414,45 @@ async fn list_audit_events_filters_and_pages() {
     server.stop().await;
 }
 
+/// A batch's entries are written in one statement: ids follow the batch's order, each entry holds its own task, and
+/// the documents are stored as serialised, escapes and all (the chain hashes the stored text).
+#[tokio::test]
+async fn a_batchs_entries_keep_its_order_and_their_documents() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let objectives =
+        ["Quote \" and backslash \\ kept", "Unicode \u{e9}t\u{e9} \u{1F680} kept", "Tab\tand\nnewline kept", "Plain"];
+    let requests = objectives.iter().map(|objective| request(spec(objective))).collect();
+    let response = tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap().into_inner();
+    let ids: Vec<String> = response
+        .results
+        .iter()
+        .map(|r| match &r.outcome {
+            Some(pb::enqueue_task_result::Outcome::Enqueued(ok)) => ok.task.clone().unwrap().id,
+            other => panic!("not enqueued: {other:?}"),
+        })
+        .collect();
+
+    let mut created = audit_of(&mut audit, pb::AuditFilter { action: "created".into(), ..Default::default() }).await;
+    created.reverse();
+    assert_eq!(created.iter().map(|e| e.entity_id.clone()).collect::<Vec<_>>(), ids, "ids in batch order");
+    for (event, objective) in created.iter().zip(objectives) {
+        assert_eq!(meta(&event.after)["objective"], objective);
+        assert_eq!(meta(&event.after)["id"], event.entity_id.as_str());
+    }
+    let stored = server
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE entity_id = '{}' AND CAST(after AS TEXT) LIKE '%kept\",%'",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(stored, 1, "the document is stored as JSON text, not as a string holding it");
+    let verified = audit.verify_audit_chain(pb::VerifyAuditChainRequest::default()).await.unwrap().into_inner();
+    assert!(verified.intact, "{verified:?}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_audit_events_resumes_from_a_cursor_without_gaps_or_repeats() {
     const TASKS: usize = 120;
