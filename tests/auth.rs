@@ -250,7 +250,28 @@ async fn workers_act_only_as_themselves_and_on_their_own_leases() {
         .await
         .unwrap_err();
     assert_eq!(beat.code(), Code::PermissionDenied);
+    // CompleteTasks checks every item as CompleteTask does (its holders are looked up once for the whole call).
+    let batch = |lease_ids: Vec<String>| pb::CompleteTasksRequest {
+        requests: lease_ids.into_iter().map(|lease_id| pb::CompleteTaskRequest { lease_id, result: None }).collect(),
+    };
+    let codes = |response: pb::CompleteTasksResponse| -> Vec<i32> {
+        let outcomes = response.results.into_iter().map(|r| r.outcome.unwrap());
+        outcomes
+            .map(|outcome| match outcome {
+                pb::complete_task_result::Outcome::Error(err) => err.code,
+                pb::complete_task_result::Outcome::Task(task) => task.status,
+            })
+            .collect()
+    };
+    let unknown = "f".repeat(32);
+    let stolen = other.workers().complete_tasks(batch(vec![assignment.lease_id.clone(), unknown.clone()])).await;
+    let refused = vec![Code::PermissionDenied as i32, Code::FailedPrecondition as i32];
+    assert_eq!(codes(stolen.unwrap().into_inner()), refused);
+    let own = worker.workers().complete_tasks(batch(vec![assignment.lease_id.clone(), unknown])).await;
+    let completed = vec![pb::TaskStatus::Completed as i32, Code::FailedPrecondition as i32];
+    assert_eq!(codes(own.unwrap().into_inner()), completed);
 
+    // Completing again under the same lease answers with the completion recorded.
     let done = worker
         .workers()
         .complete_task(pb::CompleteTaskRequest {

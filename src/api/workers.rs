@@ -56,7 +56,9 @@ impl WorkerServiceImpl {
     async fn complete(&self, request: Request<pb::CompleteTaskRequest>) -> Result<pb::Task> {
         let caller = auth::caller(&request);
         let request = request.into_inner();
-        let (lease_id, result) = self.completion(caller.as_deref(), request).await?;
+        require_lease(&request.lease_id)?;
+        self.ensure_lease_holder(caller.as_deref(), &request.lease_id).await?;
+        let (lease_id, result) = completion(request);
         let settled = self.state.completions.complete(&lease_id, result).await?;
         if settled.recorded {
             self.completed(std::slice::from_ref(&settled.task)).await;
@@ -74,10 +76,20 @@ impl WorkerServiceImpl {
                 format!("must hold at most {MAX_COMPLETIONS} items, got {}", requests.len()),
             ));
         }
+        // Whose leases they are, for a worker caller: one query for the whole call, not one per item.
+        let holders = match caller.as_deref() {
+            Some(who) if who.is(Role::Worker) => {
+                tasks::lease_holders(&self.state.db, requests.iter().map(|r| r.lease_id.as_str())).await?
+            }
+            _ => HashMap::new(),
+        };
         let mut checked: Vec<Result<usize>> = Vec::with_capacity(requests.len());
         let mut items = Vec::new();
         for request in requests {
-            match self.completion(caller.as_deref(), request).await {
+            let holder = holders.get(&request.lease_id).map(String::as_str);
+            let allowed = require_lease(&request.lease_id)
+                .and_then(|()| ensure_holder(caller.as_deref(), &request.lease_id, holder));
+            match allowed.map(|()| completion(request)) {
                 Ok(item) => {
                     checked.push(Ok(items.len()));
                     items.push(item);
@@ -108,18 +120,6 @@ impl WorkerServiceImpl {
             })
             .collect();
         Ok(pb::CompleteTasksResponse { results })
-    }
-
-    /// A completion the caller may make, as (lease, result).
-    async fn completion(
-        &self,
-        caller: Option<&Identity>,
-        request: pb::CompleteTaskRequest,
-    ) -> Result<(String, serde_json::Value)> {
-        require_lease(&request.lease_id)?;
-        self.ensure_lease_holder(caller, &request.lease_id).await?;
-        let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
-        Ok((request.lease_id, result))
     }
 
     /// After completions were recorded: free their slots and write their `output.json` files.
@@ -235,6 +235,12 @@ impl WorkerServiceImpl {
             )),
         }
     }
+}
+
+/// A completion as (lease, result).
+fn completion(request: pb::CompleteTaskRequest) -> (String, serde_json::Value) {
+    let result = request.result.map_or_else(|| serde_json::json!({}), struct_to_json);
+    (request.lease_id, result)
 }
 
 /// Refuses a worker identity using a lease that another worker holds.

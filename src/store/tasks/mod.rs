@@ -171,6 +171,30 @@ pub async fn task_of_lease(db: &impl ConnectionTrait, lease_id: &str) -> Result<
     Ok(task.filter(|t| t.status != TaskStatus::Queued))
 }
 
+/// The worker of each of `lease_ids` whose task `task_of_lease` would find, as (lease, worker), in one query for
+/// all of them. Leases it does not find are left out.
+pub async fn lease_holders<'a>(
+    db: &impl ConnectionTrait,
+    lease_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, String>> {
+    let keys = lease_tokens::LeaseKeys::of(lease_ids);
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Option<String>, Option<String>, TaskStatus)> = Tasks::find()
+        .select_only()
+        .columns([Column::LeaseId, Column::WorkerId, Column::Status])
+        .filter(keys.condition())
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, status)| *status != TaskStatus::Queued)
+        .filter_map(|(lease_id, worker_id, _)| Some((lease_id?, worker_id?)))
+        .collect())
+}
+
 /// `status = '<literal>'`, inlined rather than bound: the partial indexes (`WHERE status = 'queued'` and
 /// `'running'`) can only serve a query whose condition visibly matches theirs, and a bound parameter hides it (on
 /// SQLite always, on PostgreSQL once a prepared statement switches to its generic plan).
