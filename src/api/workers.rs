@@ -45,12 +45,22 @@ impl WorkerServiceImpl {
 
     /// A worker settles and uploads for the leases it holds, not another worker's.
     async fn ensure_lease_holder(&self, caller: Option<&Identity>, lease_id: &str) -> Result<()> {
-        if caller.is_none_or(|who| !who.is(Role::Worker)) {
-            return Ok(());
+        let holders = self.lease_holders(caller, [lease_id]).await?;
+        ensure_holder(caller, lease_id, holders.get(lease_id).map(String::as_str))
+    }
+
+    /// The worker holding each of `lease_ids`, in one query, when the caller is a worker (whose use of a lease
+    /// `ensure_holder` checks); nothing for anyone else. A lease that is not held is answered by the settle itself
+    /// (FAILED_PRECONDITION, LEASE_NOT_HELD).
+    async fn lease_holders<'a>(
+        &self,
+        caller: Option<&Identity>,
+        lease_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, String>> {
+        match caller {
+            Some(who) if who.is(Role::Worker) => tasks::lease_holders(&self.state.db, lease_ids).await,
+            _ => Ok(HashMap::new()),
         }
-        // A lease that is not held is answered by the settle itself (FAILED_PRECONDITION, LEASE_NOT_HELD).
-        let holder = tasks::task_of_lease(&self.state.db, lease_id).await?.and_then(|task| task.worker_id);
-        ensure_holder(caller, lease_id, holder.as_deref())
     }
 
     async fn complete(&self, request: Request<pb::CompleteTaskRequest>) -> Result<pb::Task> {
@@ -76,13 +86,8 @@ impl WorkerServiceImpl {
                 format!("must hold at most {MAX_COMPLETIONS} items, got {}", requests.len()),
             ));
         }
-        // Whose leases they are, for a worker caller: one query for the whole call, not one per item.
-        let holders = match caller.as_deref() {
-            Some(who) if who.is(Role::Worker) => {
-                tasks::lease_holders(&self.state.db, requests.iter().map(|r| r.lease_id.as_str())).await?
-            }
-            _ => HashMap::new(),
-        };
+        // One query for the whole call, not one per item.
+        let holders = self.lease_holders(caller.as_deref(), requests.iter().map(|r| r.lease_id.as_str())).await?;
         let mut checked: Vec<Result<usize>> = Vec::with_capacity(requests.len());
         let mut items = Vec::new();
         for request in requests {
