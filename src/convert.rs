@@ -51,58 +51,71 @@ fn strings(list: &Json) -> Vec<String> {
 
 impl From<&TaskRow> for pb::Task {
     fn from(row: &TaskRow) -> Self {
-        let spec = pb::TaskSpec {
-            version: row.version.clone(),
-            idempotency_key: row.idempotency_key.clone().unwrap_or_default(),
-            requested_by: Some(pb::Requester {
-                kind: row.requested_by_kind.clone(),
-                id: row.requested_by_id.clone(),
-                label: row.requested_by_label.clone().unwrap_or_default(),
-            }),
-            objective: row.objective.clone(),
-            operation: row.operation.clone(),
-            target: Some(pb::Target {
-                repo: row.target_repo.clone(),
-                r#ref: row.target_ref.clone(),
-                path: row.target_path.clone(),
-                ..Default::default()
-            }),
-            constraints: Some(pb::Constraints {
-                time_budget_seconds: Some(row.time_budget_seconds),
-                allow_network: row.allow_network,
-                allow_secrets: row.allow_secrets,
-            }),
-            inputs: Some(json_to_struct(&row.inputs)),
-            acceptance_criteria: strings(&row.acceptance_criteria),
-            evidence_requirements: strings(&row.evidence_requirements),
-            metadata: Some(json_to_struct(&row.metadata)),
-            priority: row.priority,
-            run_after: Some(timestamp(row.run_after)),
-            max_attempts: row.max_attempts,
-            concurrency_key: row.concurrency_key.clone().unwrap_or_default(),
+        pb::Task { spec: Some(task_spec(row)), result: row.result.as_ref().map(json_to_struct), ..task_basic(row) }
+    }
+}
+
+/// The task as `TASK_VIEW_BASIC` shows it: its identity and state, without `spec` and `result`, whose conversion
+/// (JSON into protobuf `Struct`s) is most of the cost of the whole message.
+pub fn task_basic(row: &TaskRow) -> pb::Task {
+    pb::Task {
+        id: row.id.clone(),
+        spec: None,
+        status: pb::TaskStatus::from(row.status) as i32,
+        attempt: row.attempt,
+        worker_id: row.worker_id.clone().unwrap_or_default(),
+        result: None,
+        error: row.error.clone().unwrap_or_default(),
+        trace_path: row.trace_path.clone().unwrap_or_default(),
+        cwom_issue_id: row.cwom_issue_id.clone().unwrap_or_default(),
+        trace_id: row.trace_id.clone(),
+        created_at: Some(timestamp(row.created_at)),
+        queued_at: Some(timestamp(row.queued_at)),
+        started_at: timestamp_opt(row.started_at),
+        completed_at: timestamp_opt(row.completed_at),
+        lease_expires_at: if row.status == TaskStatus::Running { timestamp_opt(row.lease_expires_at) } else { None },
+    }
+}
+
+/// The task in `view`; UNSPECIFIED is FULL.
+pub fn task_in_view(row: &TaskRow, view: pb::TaskView) -> pb::Task {
+    match view {
+        pb::TaskView::Basic => task_basic(row),
+        pb::TaskView::Unspecified | pb::TaskView::Full => row.into(),
+    }
+}
+
+fn task_spec(row: &TaskRow) -> pb::TaskSpec {
+    pb::TaskSpec {
+        version: row.version.clone(),
+        idempotency_key: row.idempotency_key.clone().unwrap_or_default(),
+        requested_by: Some(pb::Requester {
+            kind: row.requested_by_kind.clone(),
+            id: row.requested_by_id.clone(),
+            label: row.requested_by_label.clone().unwrap_or_default(),
+        }),
+        objective: row.objective.clone(),
+        operation: row.operation.clone(),
+        target: Some(pb::Target {
+            repo: row.target_repo.clone(),
+            r#ref: row.target_ref.clone(),
+            path: row.target_path.clone(),
             ..Default::default()
-        };
-        pb::Task {
-            id: row.id.clone(),
-            spec: Some(spec),
-            status: pb::TaskStatus::from(row.status) as i32,
-            attempt: row.attempt,
-            worker_id: row.worker_id.clone().unwrap_or_default(),
-            result: row.result.as_ref().map(json_to_struct),
-            error: row.error.clone().unwrap_or_default(),
-            trace_path: row.trace_path.clone().unwrap_or_default(),
-            cwom_issue_id: row.cwom_issue_id.clone().unwrap_or_default(),
-            trace_id: row.trace_id.clone(),
-            created_at: Some(timestamp(row.created_at)),
-            queued_at: Some(timestamp(row.queued_at)),
-            started_at: timestamp_opt(row.started_at),
-            completed_at: timestamp_opt(row.completed_at),
-            lease_expires_at: if row.status == TaskStatus::Running {
-                timestamp_opt(row.lease_expires_at)
-            } else {
-                None
-            },
-        }
+        }),
+        constraints: Some(pb::Constraints {
+            time_budget_seconds: Some(row.time_budget_seconds),
+            allow_network: row.allow_network,
+            allow_secrets: row.allow_secrets,
+        }),
+        inputs: Some(json_to_struct(&row.inputs)),
+        acceptance_criteria: strings(&row.acceptance_criteria),
+        evidence_requirements: strings(&row.evidence_requirements),
+        metadata: Some(json_to_struct(&row.metadata)),
+        priority: row.priority,
+        run_after: Some(timestamp(row.run_after)),
+        max_attempts: row.max_attempts,
+        concurrency_key: row.concurrency_key.clone().unwrap_or_default(),
+        ..Default::default()
     }
 }
 

@@ -253,6 +253,7 @@ async fn workers_act_only_as_themselves_and_on_their_own_leases() {
     // CompleteTasks checks every item as CompleteTask does (its holders are looked up once for the whole call).
     let batch = |lease_ids: Vec<String>| pb::CompleteTasksRequest {
         requests: lease_ids.into_iter().map(|lease_id| pb::CompleteTaskRequest { lease_id, result: None }).collect(),
+        view: pb::TaskView::Basic.into(),
     };
     let codes = |response: pb::CompleteTasksResponse| -> Vec<i32> {
         let outcomes = response.results.into_iter().map(|r| r.outcome.unwrap());

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use common::*;
 use control_tower::pb::{self, pull_tasks_response::Event};
@@ -454,6 +454,7 @@ async fn complete_tasks_settles_each_item_on_its_own() {
                 // The same lease twice: the second answer is the recorded completion, written once.
                 item(lease_of(&a.id), serde_json::json!({"n": 1})),
             ],
+            view: pb::TaskView::Unspecified.into(),
         })
         .await
         .unwrap()
@@ -503,9 +504,57 @@ async fn complete_tasks_refuses_an_oversized_batch() {
     let mut workers = server.workers().await;
     let requests =
         (0..1001).map(|i| pb::CompleteTaskRequest { lease_id: format!("lease-{i}"), result: None }).collect();
-    let status = workers.complete_tasks(pb::CompleteTasksRequest { requests }).await.unwrap_err();
+    let status = workers.complete_tasks(pb::CompleteTasksRequest { requests, view: 0 }).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("requests"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn complete_tasks_answers_in_the_view_asked_for() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    let basic = enqueue(&mut tasks, spec("Answered in the basic view")).await;
+    let full = enqueue(&mut tasks, spec("Answered in the full view")).await;
+    let mut stream = pull(&mut workers, "viewer", 2).await;
+    let mut leases = HashMap::new();
+    for _ in 0..2 {
+        let assignment = next_assignment(&mut stream).await;
+        leases.insert(assignment.task.unwrap().id, assignment.lease_id);
+    }
+    let complete = |task_id: &str, view: pb::TaskView| pb::CompleteTasksRequest {
+        requests: vec![pb::CompleteTaskRequest {
+            lease_id: leases[task_id].clone(),
+            result: Some(json_struct(serde_json::json!({"view": view.as_str_name()}))),
+        }],
+        view: view.into(),
+    };
+    let only_task = |response: pb::CompleteTasksResponse| match response.results[0].outcome.clone() {
+        Some(pb::complete_task_result::Outcome::Task(task)) => task,
+        other => panic!("unexpected outcome {other:?}"),
+    };
+
+    let mut invalid = complete(&basic.id, pb::TaskView::Basic);
+    invalid.view = 7;
+    let status = workers.complete_tasks(invalid).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("view"), "{}", status.message());
+
+    let answered =
+        only_task(workers.complete_tasks(complete(&basic.id, pb::TaskView::Basic)).await.unwrap().into_inner());
+    assert_eq!((answered.id.as_str(), answered.status()), (basic.id.as_str(), pb::TaskStatus::Completed));
+    assert_eq!((answered.attempt, answered.worker_id.as_str()), (1, "viewer"));
+    assert!(answered.completed_at.is_some() && answered.started_at.is_some());
+    assert_eq!((answered.spec, answered.result), (None, None), "the basic view leaves out spec and result");
+    // Only the answer is basic: the task itself is whole.
+    let stored = tasks.get_task(pb::GetTaskRequest { id: basic.id.clone() }).await.unwrap().into_inner();
+    assert_eq!(control_tower::json::struct_to_json(stored.result.unwrap())["view"], "TASK_VIEW_BASIC");
+    assert_eq!(stored.spec.unwrap().objective, "Answered in the basic view");
+
+    let answered =
+        only_task(workers.complete_tasks(complete(&full.id, pb::TaskView::Full)).await.unwrap().into_inner());
+    assert_eq!(answered.spec.unwrap().objective, "Answered in the full view");
+    assert_eq!(control_tower::json::struct_to_json(answered.result.unwrap())["view"], "TASK_VIEW_FULL");
 }
 
 /// The lease's audit entry, exactly. On PostgreSQL a plain claim writes it in SQL and a claim of keyed tasks in

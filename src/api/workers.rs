@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     api::tasks::item_error,
     auth::{self, Identity, Role},
-    convert::timestamp,
+    convert::{task_in_view, timestamp},
     dispatch::{MAX_IN_FLIGHT, PullOptions, TaskStream, open_stream},
     error::{Error, Result},
     json::struct_to_json,
@@ -79,7 +79,9 @@ impl WorkerServiceImpl {
     /// Each item is checked and settled as CompleteTask would; the valid ones join the same group commit.
     async fn complete_batch(&self, request: Request<pb::CompleteTasksRequest>) -> Result<pb::CompleteTasksResponse> {
         let caller = auth::caller(&request);
-        let requests = request.into_inner().requests;
+        let pb::CompleteTasksRequest { requests, view } = request.into_inner();
+        let view = pb::TaskView::try_from(view)
+            .map_err(|_| Error::invalid("view", format!("must be a TaskView value, got {view}")))?;
         if requests.len() > MAX_COMPLETIONS {
             return Err(Error::invalid(
                 "requests",
@@ -112,7 +114,7 @@ impl WorkerServiceImpl {
             .map(|checked| {
                 let outcome = match checked {
                     Ok(index) => match settled[index].take() {
-                        Some(Ok(settled)) => pb::complete_task_result::Outcome::Task(settled.task.into()),
+                        Some(Ok(settled)) => pb::complete_task_result::Outcome::Task(task_in_view(&settled.task, view)),
                         Some(Err(err)) => pb::complete_task_result::Outcome::Error(item_error(err)),
                         None => pb::complete_task_result::Outcome::Error(item_error(Error::internal(
                             "complete",

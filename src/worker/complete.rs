@@ -111,7 +111,11 @@ async fn send_group(client: &Client, mut group: Vec<Job>, one_by_one: &AtomicBoo
 /// those answered with a transient error (or not at all), which stay in `group`. An error means no job was
 /// answered.
 async fn complete_group(client: &Client, group: &mut Vec<Job>) -> Result<(), Status> {
-    let request = pb::CompleteTasksRequest { requests: group.iter().map(|job| job.request.clone()).collect() };
+    // The worker needs each task's outcome only, not its spec and result back.
+    let request = pb::CompleteTasksRequest {
+        requests: group.iter().map(|job| job.request.clone()).collect(),
+        view: pb::TaskView::Basic.into(),
+    };
     let response = settle(|| {
         let mut client = client.clone();
         let request = request.clone();

@@ -88,6 +88,49 @@ export function taskStatusToJSON(object: TaskStatus): string {
   }
 }
 
+/** How much of a task a response carries (AIP-157). */
+export enum TaskView {
+  /** TASK_VIEW_UNSPECIFIED - The call's default; every call that takes a view documents it. */
+  TASK_VIEW_UNSPECIFIED = 0,
+  /** TASK_VIEW_BASIC - The task's identity and state: every field but `spec` and `result`. */
+  TASK_VIEW_BASIC = 1,
+  /** TASK_VIEW_FULL - Every field. */
+  TASK_VIEW_FULL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function taskViewFromJSON(object: any): TaskView {
+  switch (object) {
+    case 0:
+    case "TASK_VIEW_UNSPECIFIED":
+      return TaskView.TASK_VIEW_UNSPECIFIED;
+    case 1:
+    case "TASK_VIEW_BASIC":
+      return TaskView.TASK_VIEW_BASIC;
+    case 2:
+    case "TASK_VIEW_FULL":
+      return TaskView.TASK_VIEW_FULL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TaskView.UNRECOGNIZED;
+  }
+}
+
+export function taskViewToJSON(object: TaskView): string {
+  switch (object) {
+    case TaskView.TASK_VIEW_UNSPECIFIED:
+      return "TASK_VIEW_UNSPECIFIED";
+    case TaskView.TASK_VIEW_BASIC:
+      return "TASK_VIEW_BASIC";
+    case TaskView.TASK_VIEW_FULL:
+      return "TASK_VIEW_FULL";
+    case TaskView.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Who asked for the work. */
 export interface Requester {
   /** One of "human", "agent", "system". */

@@ -25,7 +25,7 @@ import {
 import { Duration } from "../../google/protobuf/duration";
 import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { ItemError, Task } from "./tasks";
+import { ItemError, Task, TaskView, taskViewFromJSON, taskViewToJSON } from "./tasks";
 
 export const protobufPackage = "controltower.v1";
 
@@ -96,6 +96,11 @@ export interface CompleteTaskRequest {
 export interface CompleteTasksRequest {
   /** At most 1000. */
   requests: CompleteTaskRequest[];
+  /**
+   * How much of each task the results carry; FULL when unspecified. A worker that only needs each outcome asks for
+   * BASIC, which spares both sides the tasks' specs and results.
+   */
+  view: TaskView;
 }
 
 export interface CompleteTaskResult {
@@ -1017,13 +1022,16 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
 };
 
 function createBaseCompleteTasksRequest(): CompleteTasksRequest {
-  return { requests: [] };
+  return { requests: [], view: 0 };
 }
 
 export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
   encode(message: CompleteTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.requests) {
       CompleteTaskRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.view !== 0) {
+      writer.uint32(16).int32(message.view);
     }
     return writer;
   },
@@ -1049,6 +1057,14 @@ export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
             message.requests.push(CompleteTaskRequest.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1066,6 +1082,7 @@ export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
       requests: globalThis.Array.isArray(object?.requests)
         ? object.requests.map((e: any) => CompleteTaskRequest.fromJSON(e))
         : [],
+      view: isSet(object.view) ? taskViewFromJSON(object.view) : 0,
     };
   },
 
@@ -1073,6 +1090,9 @@ export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
     const obj: any = {};
     if (message.requests?.length) {
       obj.requests = message.requests.map((e) => CompleteTaskRequest.toJSON(e));
+    }
+    if (message.view !== 0) {
+      obj.view = taskViewToJSON(message.view);
     }
     return obj;
   },
@@ -1083,6 +1103,7 @@ export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
   fromPartial<I extends Exact<DeepPartial<CompleteTasksRequest>, I>>(object: I): CompleteTasksRequest {
     const message = createBaseCompleteTasksRequest();
     message.requests = object.requests?.map((e) => CompleteTaskRequest.fromPartial(e)) || [];
+    message.view = object.view ?? 0;
     return message;
   },
 };

@@ -19,12 +19,21 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_COMPLETED: _ClassVar[TaskStatus]
     TASK_STATUS_FAILED: _ClassVar[TaskStatus]
     TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
+
+class TaskView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_VIEW_UNSPECIFIED: _ClassVar[TaskView]
+    TASK_VIEW_BASIC: _ClassVar[TaskView]
+    TASK_VIEW_FULL: _ClassVar[TaskView]
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_QUEUED: TaskStatus
 TASK_STATUS_RUNNING: TaskStatus
 TASK_STATUS_COMPLETED: TaskStatus
 TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELLED: TaskStatus
+TASK_VIEW_UNSPECIFIED: TaskView
+TASK_VIEW_BASIC: TaskView
+TASK_VIEW_FULL: TaskView
 
 class Requester(_message.Message):
     __slots__ = ("kind", "id", "label")

@@ -93,10 +93,12 @@ class CompleteTaskRequest(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CompleteTasksRequest(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "view")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[CompleteTaskRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ...) -> None: ...
+    view: _tasks_pb2.TaskView
+    def __init__(self, requests: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ..., view: _Optional[_Union[_tasks_pb2.TaskView, str]] = ...) -> None: ...
 
 class CompleteTaskResult(_message.Message):
     __slots__ = ("task", "error")
