@@ -8,10 +8,47 @@ use std::{
 
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use super::cpu::{self, CpuSnapshot};
-use crate::pb::{task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient};
+use crate::{
+    auth::tokens::{hash_token, new_token},
+    client::{Authed, BearerToken},
+    pb::{task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient},
+};
+
+/// Worker identities a cluster with tokens provides (`bench-0` ...): the most worker processes it can start.
+const WORKER_IDENTITIES: usize = 64;
+
+/// Bearer tokens of a cluster whose server checks them: the bench's own calls go as an agent, each worker process
+/// as its own worker identity.
+struct Tokens {
+    agent: String,
+    workers: Vec<String>,
+}
+
+impl Tokens {
+    fn new() -> anyhow::Result<Self> {
+        let workers = (0..WORKER_IDENTITIES).map(|_| new_token()).collect::<Result<_, _>>()?;
+        Ok(Self { agent: new_token()?, workers })
+    }
+
+    /// The server's token table (`JCT_AUTH_TOKENS`): hashes only, as an operator would configure it.
+    fn table(&self) -> String {
+        let agent = format!("agent bench sha256:{}\n", hash_token(&self.agent));
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, token)| format!("worker {} sha256:{}\n", worker_id(i), hash_token(token)));
+        std::iter::once(agent).chain(workers).collect()
+    }
+}
+
+/// The worker id (and, with tokens, the identity) of the `i`th worker process.
+fn worker_id(i: usize) -> String {
+    format!("bench-{i}")
+}
 
 pub struct Cluster {
     /// This run's files (database, server log, trace folders), under the bench's data directory.
@@ -23,12 +60,15 @@ pub struct Cluster {
     workers: Vec<Child>,
     pub url: String,
     db: DatabaseConnection,
+    tokens: Option<Tokens>,
 }
 
 impl Cluster {
     /// Starts `control-tower serve` on a fresh database (a SQLite file, or a new database next to `admin_url`),
-    /// with its files in a new directory under `data_dir`.
-    pub async fn start(admin_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+    /// with its files in a new directory under `data_dir`. With `auth`, the server checks bearer tokens and the
+    /// cluster's clients and workers present them (see `Tokens`).
+    pub async fn start(admin_url: Option<&str>, data_dir: &Path, auth: bool) -> anyhow::Result<Self> {
+        let tokens = if auth { Some(Tokens::new()?) } else { None };
         let dir = tempfile::Builder::new().prefix("run-").tempdir_in(data_dir)?.keep();
         let (database_url, postgres) = match admin_url {
             None => (format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()), None),
@@ -43,7 +83,11 @@ impl Cluster {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let listen = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let server = Command::new(std::env::current_exe()?)
+        let mut server = Command::new(std::env::current_exe()?);
+        if let Some(tokens) = &tokens {
+            server.env("JCT_AUTH_TOKENS", tokens.table());
+        }
+        let server = server
             .arg("serve")
             .env("DATABASE_URL", &database_url)
             .env("JCT_LISTEN_ADDR", &listen)
@@ -70,18 +114,33 @@ impl Cluster {
             Some(_) => Database::connect(with_option(&database_url, "application_name", BENCH_APPLICATION)).await?,
             None => Database::connect(&database_url).await?,
         };
-        Ok(Self { dir, database_url, postgres, server, workers: Vec::new(), url, db })
+        Ok(Self { dir, database_url, postgres, server, workers: Vec::new(), url, db, tokens })
     }
 
-    pub async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(self.url.clone())?.connect().await?)
+    /// A new connection, calling as the bench's agent identity when the server checks tokens.
+    pub async fn channel(&self) -> anyhow::Result<Authed> {
+        let channel = Channel::from_shared(self.url.clone())?.connect().await?;
+        let token = BearerToken::new(self.tokens.as_ref().map(|t| t.agent.as_str()))?;
+        Ok(InterceptedService::new(channel, token))
     }
 
-    pub async fn tasks(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
+    /// Fails unless the server refuses a call without a token: a figure measured "with tokens" must be.
+    pub async fn ensure_tokens_checked(&self) -> anyhow::Result<()> {
+        let channel = Channel::from_shared(self.url.clone())?.connect().await?;
+        let request = crate::pb::ListTasksRequest { page_size: 1, ..Default::default() };
+        match TaskServiceClient::new(channel).list_tasks(request).await {
+            Err(status) if status.code() == tonic::Code::Unauthenticated => Ok(()),
+            other => anyhow::bail!("the server took a call without a token: {other:?}"),
+        }
+    }
+
+    pub async fn tasks(&self) -> anyhow::Result<TaskServiceClient<Authed>> {
         Ok(TaskServiceClient::new(self.channel().await?))
     }
 
-    pub async fn workers(&self) -> anyhow::Result<WorkerServiceClient<Channel>> {
+    /// Worker calls from the bench itself; with tokens they would need worker identities, which only the worker
+    /// processes have, so the scenarios that use this run without tokens.
+    pub async fn workers(&self) -> anyhow::Result<WorkerServiceClient<Authed>> {
         Ok(WorkerServiceClient::new(self.channel().await?))
     }
 
@@ -89,10 +148,17 @@ impl Cluster {
     /// `prefetch` more.
     pub fn spawn_workers(&mut self, count: usize, concurrency: usize, prefetch: usize) -> anyhow::Result<()> {
         for i in 0..count {
-            let worker = Command::new(std::env::current_exe()?)
+            let mut worker = Command::new(std::env::current_exe()?);
+            if let Some(tokens) = &self.tokens {
+                let token = tokens.workers.get(i).with_context(|| {
+                    format!("a cluster with tokens starts at most {WORKER_IDENTITIES} worker processes")
+                })?;
+                worker.env("JCT_TOKEN", token);
+            }
+            let worker = worker
                 .args(["worker", "--noop", "--server", &self.url])
                 .args(["--concurrency", &concurrency.to_string(), "--prefetch", &prefetch.to_string()])
-                .args(["--worker-id", &format!("bench-{i}")])
+                .args(["--worker-id", &worker_id(i)])
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -285,7 +351,22 @@ impl Drop for Cluster {
 
 #[cfg(test)]
 mod tests {
-    use super::database_beside;
+    use super::{Tokens, WORKER_IDENTITIES, database_beside, worker_id};
+    use crate::auth::{Role, tokens::TokenTable};
+
+    #[test]
+    fn the_token_table_gives_the_bench_an_agent_and_each_worker_process_its_own_identity() {
+        let tokens = Tokens::new().unwrap();
+        let table = TokenTable::parse(&tokens.table()).unwrap();
+        assert_eq!(table.len(), 1 + WORKER_IDENTITIES);
+        let agent = table.authenticate(&tokens.agent).unwrap();
+        assert_eq!((agent.role, agent.id.as_str()), (Role::Agent, "bench"));
+        for (i, token) in tokens.workers.iter().enumerate() {
+            let worker = table.authenticate(token).unwrap();
+            assert_eq!((worker.role, worker.id.clone()), (Role::Worker, worker_id(i)));
+        }
+        assert!(!tokens.table().contains(&tokens.agent), "the table holds hashes, not tokens");
+    }
 
     #[test]
     fn the_bench_database_keeps_the_admin_urls_server_and_options() {

@@ -24,6 +24,9 @@ pub enum Scenario {
     EnqueueUnary,
     /// A backlog of no-op tasks drained by worker processes.
     Drain,
+    /// The drain with bearer tokens: the bench enqueues as an agent and each worker process calls as its own
+    /// worker identity, so the server checks every call's token and every completion's lease holder.
+    DrainAuth,
     /// From EnqueueTask returning to the handler starting, one task at a time.
     Latency,
     /// PushTrace throughput and the bytes it leaves on disk.

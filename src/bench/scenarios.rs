@@ -21,7 +21,8 @@ fn figure(name: impl Into<String>, unit: &'static str, value: f64) -> Figure {
 
 fn spec(i: usize) -> pb::TaskSpec {
     pb::TaskSpec {
-        requested_by: Some(pb::Requester { kind: "system".into(), id: "bench".into(), label: String::new() }),
+        // The identity the bench calls as when the server checks tokens, which must be the requester.
+        requested_by: Some(pb::Requester { kind: "agent".into(), id: "bench".into(), label: String::new() }),
         objective: format!("Benchmark task {i}"),
         operation: "ops".into(),
         target: Some(pb::Target { repo: "bench/control-tower".into(), ..Default::default() }),
@@ -34,10 +35,12 @@ fn request(i: usize) -> pb::EnqueueTaskRequest {
 }
 
 pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyhow::Result<Vec<Figure>> {
-    if scenario == Scenario::Drain {
-        return drains(args, data_dir).await;
+    match scenario {
+        Scenario::Drain => return drains(args, data_dir, false).await,
+        Scenario::DrainAuth => return drains(args, data_dir, true).await,
+        _ => {}
     }
-    let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir).await?;
+    let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir, false).await?;
     let figures = match scenario {
         Scenario::EnqueueBulk => enqueue_bulk(&cluster, args.tasks).await?,
         Scenario::EnqueueUnary => {
@@ -48,7 +51,7 @@ pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyho
             )]
         }
         // Served above: each drain shape starts a cluster of its own.
-        Scenario::Drain => Vec::new(),
+        Scenario::Drain | Scenario::DrainAuth => Vec::new(),
         Scenario::Latency => latency(&mut cluster, args.latency_samples).await?,
         Scenario::Trace => trace(&cluster, args.trace_mib).await?,
         Scenario::Streams => streams(&cluster, args.streams).await?,
@@ -69,7 +72,13 @@ async fn bulk_load(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
             let mut i = c * BATCH;
             while i < n {
                 let requests = (i..(i + BATCH).min(n)).map(request).collect();
-                tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await?;
+                let answered = tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await?.into_inner();
+                // Items fail one by one: a refused item would leave a backlog short of what is measured.
+                for result in answered.results {
+                    if let Some(pb::enqueue_task_result::Outcome::Error(error)) = result.outcome {
+                        anyhow::bail!("a task of the backlog was refused: {}", error.message);
+                    }
+                }
                 i += clients * BATCH;
             }
             anyhow::Ok(())
@@ -119,18 +128,22 @@ async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
 
 /// Drains a backlog of `args.tasks` tasks once per drain shape; returns tasks/s and the CPU time per task of each
 /// part of the system, per shape. Each shape gets a server and a database of its own.
-async fn drains(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<Vec<Figure>> {
+async fn drains(args: &BenchArgs, data_dir: &Path, auth: bool) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
     for shape in &args.drain_shapes {
-        let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir).await?;
-        let measured = drain(&mut cluster, args.tasks, *shape).await;
+        let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir, auth).await?;
+        let checked = if auth { cluster.ensure_tokens_checked().await } else { Ok(()) };
+        let measured = match checked {
+            Ok(()) => drain(&mut cluster, args.tasks, *shape, auth).await,
+            Err(err) => Err(err),
+        };
         cluster.stop().await?;
         figures.extend(measured?);
     }
     Ok(figures)
 }
 
-async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow::Result<Vec<Figure>> {
+async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape, auth: bool) -> anyhow::Result<Vec<Figure>> {
     bulk_load(cluster, tasks).await?;
     let audit_head = cluster.audit_head().await?;
     let before = cluster.cpu_snapshot().await?;
@@ -147,12 +160,13 @@ async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape) -> anyhow
         0 => String::new(),
         n => format!(" + {n} prefetched"),
     };
-    let shape = format!("{workers} x {concurrency}{prefetch}");
+    let tokens = if auth { ", with tokens" } else { "" };
+    let shape = format!("{workers} x {concurrency}{prefetch}{tokens}");
     let per_task = |micros: f64| micros / tasks as f64;
     let cpu = |part: &str| format!("drain {shape}, CPU per task: {part}");
     let mut figures = vec![
         figure(
-            format!("end-to-end drain of {tasks} no-op tasks, {workers} workers x {concurrency}{prefetch}"),
+            format!("end-to-end drain of {tasks} no-op tasks, {workers} workers x {concurrency}{prefetch}{tokens}"),
             "tasks/s",
             rate,
         ),
