@@ -104,40 +104,101 @@ fn stored(select: Select<audit_log::Entity>, backend: DatabaseBackend) -> Statem
 }
 
 impl<'r> StoredEntry<'r> {
+    /// The entries of an answer to `stored`, in its order.
+    ///
+    /// A PostgreSQL answer describes its columns' types once for all its rows, so they are checked once, against
+    /// the first row's description, and every row is then read without checking each value again (that check was
+    /// a fifth of the sealer's instructions). SQLite types each value on its own, so there every value is checked.
+    fn read_all(rows: &'r [QueryResult]) -> Result<Vec<Self>, DbErr> {
+        let Some(first) = rows.first() else { return Ok(Vec::new()) };
+        if let Some(described) = first.try_as_pg_row() {
+            check_described_types(described)?;
+            let pg_rows = rows.iter().map(|row| row.try_as_pg_row().ok_or_else(not_one_backend));
+            return pg_rows.map(|row| Self::by_position(row?, Read::Unchecked)).collect();
+        }
+        rows.iter().map(Self::read).collect()
+    }
+
     fn read(row: &'r QueryResult) -> Result<Self, DbErr> {
         if let Some(row) = row.try_as_pg_row() {
-            return Self::by_position(row);
+            return Self::by_position(row, Read::Checked);
         }
         if let Some(row) = row.try_as_sqlite_row() {
-            return Self::by_position(row);
+            return Self::by_position(row, Read::Checked);
         }
         Err(DbErr::Custom("audit entries are read from PostgreSQL or SQLite only".into()))
     }
 
     /// The columns by their position in `stored`.
-    fn by_position<R>(row: &'r R) -> Result<Self, DbErr>
+    fn by_position<R>(row: &'r R, read: Read) -> Result<Self, DbErr>
     where
         R: Row,
         usize: ColumnIndex<R>,
         i64: Decode<'r, R::Database> + Type<R::Database>,
         &'r str: Decode<'r, R::Database> + Type<R::Database>,
     {
-        let unreadable = |err: sqlx::Error| DbErr::Custom(format!("an audit entry could not be read: {err}"));
+        fn get<'r, R, T>(row: &'r R, index: usize, read: Read) -> Result<T, DbErr>
+        where
+            R: Row,
+            usize: ColumnIndex<R>,
+            T: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            let value = match read {
+                Read::Checked => row.try_get(index),
+                Read::Unchecked => row.try_get_unchecked(index),
+            };
+            value.map_err(|err| DbErr::Custom(format!("an audit entry could not be read: {err}")))
+        }
         Ok(Self {
-            id: row.try_get(0).map_err(unreadable)?,
-            ts: row.try_get(1).map_err(unreadable)?,
-            actor_kind: row.try_get(2).map_err(unreadable)?,
-            actor_id: row.try_get(3).map_err(unreadable)?,
-            action: row.try_get(4).map_err(unreadable)?,
-            entity_kind: row.try_get(5).map_err(unreadable)?,
-            entity_id: row.try_get(6).map_err(unreadable)?,
-            before: row.try_get(7).map_err(unreadable)?,
-            after: row.try_get(8).map_err(unreadable)?,
-            note: row.try_get(9).map_err(unreadable)?,
-            trace_id: row.try_get(10).map_err(unreadable)?,
-            txid: row.try_get(11).map_err(unreadable)?,
+            id: get(row, 0, read)?,
+            ts: get(row, 1, read)?,
+            actor_kind: get(row, 2, read)?,
+            actor_id: get(row, 3, read)?,
+            action: get(row, 4, read)?,
+            entity_kind: get(row, 5, read)?,
+            entity_id: get(row, 6, read)?,
+            before: get(row, 7, read)?,
+            after: get(row, 8, read)?,
+            note: get(row, 9, read)?,
+            trace_id: get(row, 10, read)?,
+            txid: get(row, 11, read)?,
         })
     }
+}
+
+/// Whether each value's type is checked as it is read.
+#[derive(Clone, Copy)]
+enum Read {
+    Checked,
+    /// The answer's column types were checked already.
+    Unchecked,
+}
+
+fn not_one_backend() -> DbErr {
+    DbErr::Custom("an answer's rows come from one database".into())
+}
+
+/// Checks the column types of a PostgreSQL answer to `stored` against those `StoredEntry::by_position` reads: from
+/// the row description, so that a NULL in the first row does not leave its column unchecked.
+fn check_described_types(row: &sqlx::postgres::PgRow) -> Result<(), DbErr> {
+    use sqlx::{Column, Postgres};
+    const INTEGERS: [usize; 3] = [0, 1, 11];
+    for (index, column) in row.columns().iter().enumerate() {
+        let fits = if INTEGERS.contains(&index) {
+            <i64 as Type<Postgres>>::compatible(column.type_info())
+        } else {
+            <&str as Type<Postgres>>::compatible(column.type_info())
+        };
+        if !fits {
+            let wanted = if INTEGERS.contains(&index) { "an integer" } else { "text" };
+            return Err(DbErr::Custom(format!(
+                "an audit entry could not be read: column {} is {}, not {wanted}",
+                column.name(),
+                column.type_info()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `link_hash` of the entry that `entry` was read from.
@@ -287,7 +348,7 @@ async fn next_seal(db: &impl ConnectionTrait, head: Option<Head>) -> Result<Opti
     let backend = db.get_database_backend();
     let select = audit::tail_select(backend, &Filter::default(), cursor, head);
     let rows = db.query_all_raw(stored(select.limit(BATCH), backend)).await?;
-    let entries = rows.iter().map(StoredEntry::read).collect::<Result<Vec<_>, _>>()?;
+    let entries = StoredEntry::read_all(&rows)?;
     let Some(last) = entries.last() else {
         return Ok(None);
     };
@@ -388,8 +449,7 @@ async fn verify_seal(
     let select = audit_log::Entity::find().filter(audit_log::Column::Id.is_in(ids));
     let rows = db.query_all_raw(stored(select, db.get_database_backend())).await?;
     let mut entries = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let entry = StoredEntry::read(row)?;
+    for entry in StoredEntry::read_all(&rows)? {
         entries.insert(entry.id, entry);
     }
     for (offset, (audit_id, sealed)) in links.into_iter().enumerate() {
@@ -505,6 +565,34 @@ mod tests {
         assert_eq!(link_hash(GENESIS, &entry).unwrap(), link_by_definition(GENESIS, &entry));
         let previous = hex(&link_by_definition(GENESIS, &entry));
         assert_eq!(link_hash(&previous, &entry).unwrap(), link_by_definition(&previous, &entry));
+    }
+
+    /// PostgreSQL answers read by `StoredEntry::read_all`; skipped without a PostgreSQL to ask (`TEST_DATABASE_URL`).
+    #[tokio::test]
+    async fn a_postgres_answers_column_types_are_checked_once_even_where_its_first_row_is_null() {
+        use sea_orm::{ConnectOptions, Database};
+        let Some(url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else { return };
+        let db = Database::connect(ConnectOptions::new(url)).await.unwrap();
+        let answer = |trace_id_first: &str, trace_id_second: &str| {
+            let row = |id: i64, trace_id: &str| {
+                format!(
+                    "SELECT {id}::int8, 5::int8, 'agent', 'a', 'created', 'task', 't', NULL::text, '{{}}', \
+                     NULL::text, {trace_id}, 9::int8"
+                )
+            };
+            let sql = format!("{} UNION ALL {} ORDER BY 1", row(1, trace_id_first), row(2, trace_id_second));
+            Statement::from_string(DatabaseBackend::Postgres, sql)
+        };
+
+        let rows = db.query_all_raw(answer("NULL::text", "'tr'")).await.unwrap();
+        let entries = StoredEntry::read_all(&rows).unwrap();
+        assert_eq!((entries[0].id, entries[0].trace_id, entries[1].trace_id), (1, None, Some("tr")));
+        assert_eq!((entries[1].txid, entries[1].after, entries[1].before), (9, Some("{}"), None));
+
+        // The second row's value would be read as text without its check: the first row's description refuses it.
+        let rows = db.query_all_raw(answer("NULL::int8", "7::int8")).await.unwrap();
+        let refused = StoredEntry::read_all(&rows).unwrap_err().to_string();
+        assert!(refused.contains("not text"), "{refused}");
     }
 
     #[test]
