@@ -117,16 +117,19 @@ impl Cluster {
         Ok(Self { dir, database_url, postgres, server, workers: Vec::new(), url, db, tokens })
     }
 
+    async fn connect(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(self.url.clone())?.connect().await?)
+    }
+
     /// A new connection, calling as the bench's agent identity when the server checks tokens.
     pub async fn channel(&self) -> anyhow::Result<Authed> {
-        let channel = Channel::from_shared(self.url.clone())?.connect().await?;
         let token = BearerToken::new(self.tokens.as_ref().map(|t| t.agent.as_str()))?;
-        Ok(InterceptedService::new(channel, token))
+        Ok(InterceptedService::new(self.connect().await?, token))
     }
 
     /// Fails unless the server refuses a call without a token: a figure measured "with tokens" must be.
     pub async fn ensure_tokens_checked(&self) -> anyhow::Result<()> {
-        let channel = Channel::from_shared(self.url.clone())?.connect().await?;
+        let channel = self.connect().await?;
         let request = crate::pb::ListTasksRequest { page_size: 1, ..Default::default() };
         match TaskServiceClient::new(channel).list_tasks(request).await {
             Err(status) if status.code() == tonic::Code::Unauthenticated => Ok(()),

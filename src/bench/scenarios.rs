@@ -132,11 +132,13 @@ async fn drains(args: &BenchArgs, data_dir: &Path, auth: bool) -> anyhow::Result
     let mut figures = Vec::new();
     for shape in &args.drain_shapes {
         let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir, auth).await?;
-        let checked = if auth { cluster.ensure_tokens_checked().await } else { Ok(()) };
-        let measured = match checked {
-            Ok(()) => drain(&mut cluster, args.tasks, *shape, auth).await,
-            Err(err) => Err(err),
-        };
+        let measured = async {
+            if auth {
+                cluster.ensure_tokens_checked().await?;
+            }
+            drain(&mut cluster, args.tasks, *shape, auth).await
+        }
+        .await;
         cluster.stop().await?;
         figures.extend(measured?);
     }

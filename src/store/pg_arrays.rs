@@ -6,7 +6,7 @@
 
 use sea_orm::{
     DbErr, Value,
-    sqlx::{self, Postgres, postgres::PgArguments, query::Query},
+    sqlx::{self, Column, Postgres, Row, Type, postgres::PgArguments, postgres::PgRow, query::Query},
 };
 use serde::Serialize;
 
@@ -88,6 +88,17 @@ pub fn json_text(value: &impl Serialize) -> Result<String, DbErr> {
 /// A driver error as sea-orm reports a failed statement, so that it maps to the same gRPC codes.
 pub fn exec_err(err: sqlx::Error) -> DbErr {
     DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+}
+
+/// Whether the column at `position` of an answer holds values of type `T`, by the answer's row description: it
+/// covers every row of the answer, so a decoder that checks it once may read each value unchecked, and a NULL in
+/// the first row leaves nothing unchecked. The error names the column and both types.
+pub fn described_as<T: Type<Postgres>>(row: &PgRow, position: usize) -> Result<(), String> {
+    let column = &row.columns()[position];
+    if T::compatible(column.type_info()) {
+        return Ok(());
+    }
+    Err(format!("column {} is {}, not {}", column.name(), column.type_info(), T::type_info()))
 }
 
 #[cfg(test)]

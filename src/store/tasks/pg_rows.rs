@@ -162,12 +162,7 @@ impl<'r> Column<'r> {
         T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
     {
         if self.check == Check::Types {
-            // From the row description, not the value: a NULL in the first row must not skip the check.
-            let column = &self.row.columns()[self.position];
-            if !T::compatible(column.type_info()) {
-                let message = format!("column {} is {}, not {}", column.name(), column.type_info(), T::type_info());
-                return Err(Error::internal("task row", message));
-            }
+            pg_arrays::described_as::<T>(self.row, self.position).map_err(|e| Error::internal("task row", e))?;
         }
         Ok(self.row.try_get_unchecked::<T, _>(self.position).map_err(pg_arrays::exec_err)?)
     }
