@@ -308,3 +308,38 @@ async fn entries_sealed_before_the_documents_became_json_still_verify() {
         common::drop_database(&admin, &name).await;
     }
 }
+
+/// The documents the server writes are stored in the form the chain hashes them in (compact, keys in sorted order),
+/// so that the sealer hashes their text as it is instead of parsing and writing each again: the `created` entries
+/// of single and batched enqueues, leases written in SQL and in Rust (under a concurrency key), and completions.
+#[tokio::test]
+async fn the_server_stores_its_documents_in_the_form_the_chain_hashes() {
+    use common::{json_struct, next_assignment, pull, request};
+    let server = server().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    enqueue(&mut tasks, spec("Enqueued alone")).await;
+    let mut keyed = spec("Enqueued under a key");
+    keyed.concurrency_key = "canonical-key".into();
+    enqueue(&mut tasks, keyed).await;
+    let batch = vec![request(spec("Enqueued in a batch 1")), request(spec("Enqueued in a batch 2"))];
+    tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests: batch }).await.unwrap();
+    let mut stream = pull(&mut workers, "canonical-worker", 4).await;
+    for _ in 0..4 {
+        let assignment = next_assignment(&mut stream).await;
+        let result = Some(json_struct(serde_json::json!({"z": "last", "a": [1, {"c": null, "b": true}]})));
+        workers.complete_task(pb::CompleteTaskRequest { lease_id: assignment.lease_id, result }).await.unwrap();
+    }
+
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &server.state.db;
+    let sql = "SELECT CAST(before AS TEXT) FROM audit_log UNION ALL SELECT CAST(after AS TEXT) FROM audit_log";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    let documents: Vec<String> =
+        rows.iter().filter_map(|row| row.try_get_by_index::<Option<String>>(0).unwrap()).collect();
+    assert!(documents.len() >= 12, "4 created, 4 lease and 4 completion entries: {documents:?}");
+    for text in documents {
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, value.to_string());
+    }
+}

@@ -6,6 +6,10 @@
 //! gives that form, but builds a map and a string for every key and value, and sealing the log spent most of its
 //! time there; this parses into a borrowed tree instead (strings without escapes are not copied, an object is one
 //! vector sorted in place) and writes the same bytes.
+//!
+//! Most stored documents are in that form already: the server writes its documents compactly from `Value`s, whose
+//! keys are sorted. `write` checks for that in one pass over the text, without building anything, and copies such a
+//! text as it is; only the others are parsed and written again.
 
 use std::borrow::Cow;
 
@@ -16,9 +20,20 @@ use serde::{
 };
 use serde_json::Number;
 
+/// Appends `text`, a stored JSON document, to `out` as the `Value` parsed from it would be written. Fails if the text
+/// is not JSON.
+pub fn write(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
+    if is_canonical(text) {
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    } else {
+        serde_json::to_writer(out, &Canonical(text))
+    }
+}
+
 /// A stored JSON document that serializes as the `Value` parsed from it would. Serializing fails if the text is not
 /// JSON.
-pub struct Canonical<'a>(pub &'a str);
+struct Canonical<'a>(&'a str);
 
 /// The key by which `serde_json`'s `raw_value` feature (on in this build, through a dependency) marks a raw value:
 /// a `Value` parsed from an object whose first key it is becomes the JSON its string holds. A task's inputs may
@@ -75,6 +90,178 @@ impl Serialize for Node<'_> {
 impl<'de> Deserialize<'de> for Node<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+/// Whether `text` is exactly what `serde_json` writes for the `Value` parsed from it. Conservative: a text it cannot
+/// vouch for cheaply (a fraction or an exponent, whose written form depends on float formatting; an escape in an
+/// object key; deep nesting) is `false` and takes the parsing path, which decides.
+fn is_canonical(text: &str) -> bool {
+    if text.contains(RAW_VALUE_MARK) {
+        return false;
+    }
+    let mut scan = Scan { bytes: text.as_bytes(), at: 0 };
+    scan.value(0) && scan.at == scan.bytes.len()
+}
+
+/// Nesting that `is_canonical` follows; deeper documents take the parsing path. Well inside `serde_json`'s own
+/// limit (128), so that a document the parser refuses is never accepted here.
+const MAX_DEPTH: usize = 64;
+
+/// A cursor over a document's bytes for `is_canonical`. Each method starts at the first byte of what it reads,
+/// and answers whether the text there is in canonical form.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn word(&mut self, word: &[u8]) -> bool {
+        let found = self.bytes[self.at..].starts_with(word);
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    /// No white space anywhere: `serde_json` writes none between tokens.
+    fn value(&mut self, depth: usize) -> bool {
+        match self.peek() {
+            Some(b'{') => depth < MAX_DEPTH && self.object(depth + 1),
+            Some(b'[') => depth < MAX_DEPTH && self.array(depth + 1),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.word(b"true"),
+            Some(b'f') => self.word(b"false"),
+            Some(b'n') => self.word(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.integer(),
+            _ => false,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// Keys in strictly increasing byte order, as a `Value`'s map keeps them (which also rules out repeated keys).
+    fn object(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut previous: Option<&[u8]> = None;
+        loop {
+            if self.peek() != Some(b'"') {
+                return false;
+            }
+            // A key's raw bytes are its value's bytes unless it holds an escape; comparing those would need them
+            // decoded.
+            let Some(key) = self.string().filter(|key| !key.contains(&b'\\')) else { return false };
+            if previous.is_some_and(|previous| previous >= key) {
+                return false;
+            }
+            previous = Some(key);
+            if !self.eat(b':') || !self.value(depth) {
+                return false;
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// A string as `serde_json` writes it; its raw bytes between the quotes. The text is a `str`, so its bytes are
+    /// UTF-8 already; `serde_json` writes every character other than the escaped ones as it is.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.at += 1;
+        let start = self.at;
+        loop {
+            match *self.bytes.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(&self.bytes[start..self.at - 1]);
+                }
+                b'\\' if self.escape() => {}
+                b'\\' | 0x00..=0x1f => return None,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// The escapes `serde_json` writes: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, and `\u00xx` (lowercase) for the
+    /// other control characters; any other escape of the same character is another spelling of it.
+    fn escape(&mut self) -> bool {
+        let rest = &self.bytes[self.at..];
+        let length = match rest.get(1) {
+            Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+            Some(b'u') => {
+                let Some(&[b'0', b'0', high, low]) = rest.get(2..6) else { return false };
+                let (Some(high), Some(low)) = (lowercase_hex(high), lowercase_hex(low)) else { return false };
+                let code = high * 16 + low;
+                if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                    return false;
+                }
+                6
+            }
+            _ => return false,
+        };
+        self.at += length;
+        true
+    }
+
+    /// An integer that `serde_json` reads as one and writes back the same: no leading zero, not `-0` (read as the
+    /// float -0.0), within `i64` when negative and `u64` otherwise (beyond them it is read as a float).
+    fn integer(&mut self) -> bool {
+        let start = self.at;
+        let negative = self.eat(b'-');
+        let digits = self.at;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return false;
+        }
+        let digits = &self.bytes[digits..self.at];
+        if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
+            return false;
+        }
+        // Signs and digits only, so ASCII.
+        let Ok(number) = std::str::from_utf8(&self.bytes[start..self.at]) else { return false };
+        if negative { number.parse::<i64>().is_ok_and(|n| n != 0) } else { number.parse::<u64>().is_ok() }
+    }
+}
+
+fn lowercase_hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
     }
 }
 
@@ -197,6 +384,13 @@ mod tests {
         serde_json::to_string(&Canonical(text)).unwrap()
     }
 
+    /// What `write` appends, which must be what the chain defines whichever path it takes.
+    fn written(text: &str) -> String {
+        let mut out = Vec::new();
+        write(&mut out, text).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn writes_what_a_parsed_value_writes() {
         for text in [
@@ -212,7 +406,55 @@ mod tests {
             "null",
         ] {
             assert_eq!(canonical(text), by_value(text), "{text}");
+            assert_eq!(written(text), by_value(text), "{text}");
         }
+    }
+
+    #[test]
+    fn a_text_already_in_canonical_form_is_recognised() {
+        for text in [
+            r#"{"a":{"b":[1,-2,true,false,null,"x"]},"c":"tab\t\u001f\"\\ é 😀","d":{}}"#,
+            r#"{"":0,"A":18446744073709551615,"a":-9223372036854775808}"#,
+            r#"[[],[{}],"\b\f\n\r"]"#,
+            "0",
+            "-1",
+            r#""""#,
+        ] {
+            assert!(is_canonical(text), "{text}");
+            assert_eq!(by_value(text), text);
+        }
+    }
+
+    #[test]
+    fn every_other_spelling_takes_the_parsing_path() {
+        for text in [
+            r#"{"a": 1}"#,
+            " 1",
+            "1 ",
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"\u0061":1}"#,
+            r#""\u0041""#,
+            r#""\u001F""#,
+            r#""\u000a""#,
+            r#""\/""#,
+            "1.0",
+            "1e2",
+            "-0",
+            "01",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "\"tab\there\"",
+            "nul",
+            "[1,]",
+            "{\"a\":1,}",
+            r#"{"inputs":{"$serde_json::private::RawValue":"{}"}}"#,
+        ] {
+            assert!(!is_canonical(text), "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(!is_canonical(&deep));
+        assert_eq!(written(&deep), by_value(&deep));
     }
 
     #[test]
@@ -250,6 +492,31 @@ mod tests {
             prop_assert_eq!(canonical(&pretty), by_value(&compact));
             let reversed = reverse_members(&value);
             prop_assert_eq!(canonical(&reversed), by_value(&compact));
+            for text in [&compact, &pretty, &reversed] {
+                prop_assert_eq!(written(text), by_value(&compact));
+            }
+        }
+
+        /// Whatever text the scan vouches for is exactly the defined form of itself (and so JSON): documents'
+        /// compact texts with a token put in somewhere, most of them no longer canonical or no longer JSON.
+        #[test]
+        fn a_text_recognised_as_canonical_is_its_own_canonical_form(
+            value in any_value(),
+            at in any::<prop::sample::Index>(),
+            token in prop::sample::select(vec![
+                "", " ", ",", ":", "\"", "\\", "\\u0041", "\\u001f", "\\u001F", "\\n", "\\/", "0", "-", ".", "e",
+                "]", "}", "[", "{", "é", "null", "\"a\":1,", ",\"a\":1",
+            ]),
+        ) {
+            let compact = serde_json::to_string(&value).unwrap();
+            // Only fractions, exponents and escaped keys are left to the parser.
+            prop_assert!(is_canonical(&compact) || compact.contains(['.', 'e', '\\']), "{}", compact);
+            let boundaries: Vec<usize> = (0..=compact.len()).filter(|&i| compact.is_char_boundary(i)).collect();
+            let at = boundaries[at.index(boundaries.len())];
+            let text = format!("{}{token}{}", &compact[..at], &compact[at..]);
+            if is_canonical(&text) {
+                prop_assert_eq!(by_value(&text), text);
+            }
         }
     }
 

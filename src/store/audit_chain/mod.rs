@@ -23,7 +23,6 @@ use sea_orm::{
     sea_query::Expr,
     sqlx::{self, ColumnIndex, Decode, Row, Type},
 };
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -34,7 +33,6 @@ use super::{
     },
     pg_arrays,
 };
-use canonical::Canonical;
 
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -50,7 +48,7 @@ const SEALER_LOCK: (i32, i32) = (0x4354_4155, 1);
 
 /// The link after `previous` (a link hash in hex): covers every column of the entry, so no part of it can change
 /// unnoticed. The content is the entry's columns as one compact JSON array, its documents as `serde_json` writes
-/// their values, serialised straight into the hash.
+/// their values.
 pub fn link_hash(previous: &str, entry: &Entry) -> Result<[u8; 32], DbErr> {
     let before = entry.before.as_ref().map(ToString::to_string);
     let after = entry.after.as_ref().map(ToString::to_string);
@@ -195,42 +193,57 @@ fn check_described_types(row: &sqlx::postgres::PgRow) -> Result<(), DbErr> {
 
 /// `link_hash` of the entry that `entry` was read from.
 fn link_hash_stored(previous: &str, entry: &StoredEntry) -> Result<[u8; 32], DbErr> {
-    let content = (
-        entry.id,
-        entry.ts,
-        entry.actor_kind,
-        entry.actor_id,
-        entry.action,
-        entry.entity_kind,
-        entry.entity_id,
-        entry.before.map(Canonical),
-        entry.after.map(Canonical),
-        entry.note,
-        entry.trace_id,
-        entry.txid,
-    );
-    hash_content(previous, &content)
-        .map_err(|e| DbErr::Custom(format!("audit entry {} holds a document that is not JSON: {e}", entry.id)))
+    CONTENT.with_borrow_mut(|content| {
+        content.clear();
+        let hash = entry.write_content(content).map(|()| {
+            let mut hasher = Sha256::new();
+            hasher.update(previous.as_bytes());
+            hasher.update(b"\n");
+            hasher.update(content.as_slice());
+            hasher.finalize().into()
+        });
+        if content.capacity() > CONTENT_KEPT {
+            *content = Vec::new();
+        }
+        hash.map_err(|e| DbErr::Custom(format!("audit entry {} holds a document that is not JSON: {e}", entry.id)))
+    })
 }
 
-fn hash_content(previous: &str, content: &impl Serialize) -> Result<[u8; 32], serde_json::Error> {
-    let mut hasher = Sha256::new();
-    hasher.update(previous.as_bytes());
-    hasher.update(b"\n");
-    serde_json::to_writer(HashWriter(&mut hasher), content)?;
-    Ok(hasher.finalize().into())
+thread_local! {
+    /// The content of the entry being hashed, written whole and then hashed in one call: written straight into the
+    /// hash, each quote, comma and key was a call of its own, and that bookkeeping cost more than the hashing.
+    static CONTENT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Feeds whatever is written through it to the hash.
-struct HashWriter<'a>(&'a mut Sha256);
+/// The largest content buffer a thread keeps for the next entry; a larger one (a large document) is let go.
+const CONTENT_KEPT: usize = 64 << 10;
 
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
+impl StoredEntry<'_> {
+    /// The entry's columns as one compact JSON array, as `serde_json` writes the tuple of them, with the documents
+    /// in canonical form.
+    fn write_content(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'[');
+        serde_json::to_writer(&mut *out, &self.id)?;
+        out.push(b',');
+        serde_json::to_writer(&mut *out, &self.ts)?;
+        for text in [self.actor_kind, self.actor_id, self.action, self.entity_kind, self.entity_id] {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, text)?;
+        }
+        for document in [self.before, self.after] {
+            out.push(b',');
+            match document {
+                Some(text) => canonical::write(out, text)?,
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        for text in [self.note, self.trace_id] {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, &text)?;
+        }
+        out.push(b',');
+        serde_json::to_writer(&mut *out, &self.txid)?;
+        out.push(b']');
         Ok(())
     }
 }

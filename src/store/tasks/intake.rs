@@ -98,7 +98,7 @@ fn new_row(spec: NewTask, now: Micros, ctx: &EnqueueContext) -> Model {
 
 fn created_entry(task: &Model) -> Entry {
     let actor = Actor::new(&task.requested_by_kind, &task.requested_by_id);
-    let snapshot = serde_json::to_value(task).unwrap_or(Json::Null);
+    let snapshot = serde_json::to_value(task.snapshot()).unwrap_or(Json::Null);
     Entry::created(actor, ENTITY_KIND, &task.id, snapshot, &task.trace_id)
 }
 
@@ -293,7 +293,7 @@ fn insert_postgres(now: Micros, tasks: &[Model]) -> Result<Query<'static, Postgr
         actor_ids.push(task.requested_by_id.as_str());
         entity_ids.push(task.id.as_str());
         // The `created` entry's snapshot, serialised straight from the task.
-        snapshots.push(pg_arrays::json_text(task)?);
+        snapshots.push(pg_arrays::json_text(&task.snapshot())?);
         trace_ids.push(task.trace_id.as_str());
     }
 

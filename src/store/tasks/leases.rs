@@ -308,7 +308,9 @@ fn sort_in_dispatch_order(tasks: &mut [Model]) {
 /// many eligible candidates as the claims want together, in dispatch order (locked, skipping rows other claimers
 /// hold); `leased` leases those without a concurrency key or a work model, the first ones to the first claim and so
 /// on (each row with its claim's position, `ord`); `lease_logged` writes their audit entries, the same entries
-/// `claim_in_transaction` writes. Parameters `$1`-`$11`, bound by `bind_plain_claim`.
+/// `claim_in_transaction` writes. Parameters `$1`-`$11`, bound by `bind_plain_claim`. The lease's document is put
+/// together as the text `serde_json` writes for `lease_entry`'s (compact, keys in order), the form the audit chain
+/// hashes as it is; `to_json` escapes a string as `serde_json` does.
 ///
 /// The server-wide settings (lease timeout, trace prefix, concurrency limit) are taken from the first claim; every
 /// claim of a server has the same ones.
@@ -338,8 +340,8 @@ pub(super) const PLAIN_CLAIM_CTES: &str = "wants AS (\
         lease_logged AS (INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
         SELECT $1, $8, worker_id, $9, $10, id, $11::text::json, \
-        json_build_object('status', 'running', 'worker_id', worker_id, 'attempt', attempt, \
-                           'concurrency_key', concurrency_key), \
+        format('{\"attempt\":%s,\"concurrency_key\":%s,\"status\":\"running\",\"worker_id\":%s}', \
+               attempt, coalesce(to_json(concurrency_key)::text, 'null'), to_json(worker_id)::text)::json, \
         format('Status changed: queued -> running: leased to %s (attempt %s of %s)', worker_id, attempt, max_attempts), \
         trace_id FROM leased ORDER BY ord, priority DESC, queued_at, id)";
 
