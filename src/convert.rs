@@ -11,6 +11,10 @@ use crate::{
     store::entity::task::{Model as TaskRow, TaskStatus},
 };
 
+mod rfc3339;
+
+use rfc3339::Rfc3339;
+
 pub fn timestamp(micros: Micros) -> Timestamp {
     Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 }
 }
@@ -181,10 +185,10 @@ pub fn input_json(row: &TaskRow) -> serde_json::Result<Vec<u8>> {
     let running = row.status == TaskStatus::Running;
     let document = documents::Input {
         attempt: row.attempt,
-        created_at: timestamp(row.created_at),
+        created_at: Rfc3339(row.created_at),
         id: &row.id,
-        lease_expires_at: if running { timestamp_opt(row.lease_expires_at) } else { None },
-        queued_at: timestamp(row.queued_at),
+        lease_expires_at: if running { row.lease_expires_at.map(Rfc3339) } else { None },
+        queued_at: Rfc3339(row.queued_at),
         spec: documents::Spec {
             acceptance_criteria: documents::Strings(&row.acceptance_criteria),
             concurrency_key: row.concurrency_key.as_deref().unwrap_or_default(),
@@ -206,50 +210,62 @@ pub fn input_json(row: &TaskRow) -> serde_json::Result<Vec<u8>> {
                 kind: &row.requested_by_kind,
                 label: row.requested_by_label.as_deref().unwrap_or_default(),
             },
-            run_after: timestamp(row.run_after),
+            run_after: Rfc3339(row.run_after),
             target: documents::Target { path: &row.target_path, r#ref: &row.target_ref, repo: &row.target_repo },
             version: &row.version,
         },
-        started_at: timestamp_opt(row.started_at),
+        started_at: row.started_at.map(Rfc3339),
         status: pb::TaskStatus::from(row.status).as_str_name(),
         trace_id: &row.trace_id,
         trace_path: row.trace_path.as_deref().unwrap_or_default(),
         worker_id: row.worker_id.as_deref().unwrap_or_default(),
     };
-    serde_json::to_vec_pretty(&document)
+    pretty(&document, INPUT_JSON_BYTES)
 }
 
 /// `output.json`: how the task ended, pretty-printed, written straight from the row.
 pub fn output_json(row: &TaskRow) -> serde_json::Result<Vec<u8>> {
     let document = documents::Output {
         attempt: row.attempt,
-        completed_at: timestamp_opt(row.completed_at),
+        completed_at: row.completed_at.map(Rfc3339),
         error: row.error.as_deref(),
         result: row.result.as_ref(),
-        started_at: timestamp_opt(row.started_at),
+        started_at: row.started_at.map(Rfc3339),
         status: row.status.as_str(),
         task_id: &row.id,
         trace_id: &row.trace_id,
         worker_id: row.worker_id.as_deref(),
     };
-    serde_json::to_vec_pretty(&document)
+    pretty(&document, OUTPUT_JSON_BYTES)
+}
+
+/// About the size of a task's `input.json` and `output.json` without large inputs or results: their buffers start
+/// that large rather than grow (and copy) step by step from a few bytes.
+const INPUT_JSON_BYTES: usize = 2048;
+const OUTPUT_JSON_BYTES: usize = 512;
+
+fn pretty(document: &impl serde::Serialize, capacity: usize) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(capacity);
+    serde_json::to_writer_pretty(&mut bytes, document)?;
+    Ok(bytes)
 }
 
 /// The shapes of `input.json` and `output.json`, borrowing from a task row; fields in sorted order.
 mod documents {
-    use pbjson_types::Timestamp;
     use serde::{Serialize, Serializer, ser::SerializeMap, ser::SerializeSeq};
     use serde_json::Value as Json;
+
+    use super::Rfc3339;
 
     #[derive(Serialize)]
     pub struct Input<'a> {
         pub attempt: i32,
-        pub created_at: Timestamp,
+        pub created_at: Rfc3339,
         pub id: &'a str,
-        pub lease_expires_at: Option<Timestamp>,
-        pub queued_at: Timestamp,
+        pub lease_expires_at: Option<Rfc3339>,
+        pub queued_at: Rfc3339,
         pub spec: Spec<'a>,
-        pub started_at: Option<Timestamp>,
+        pub started_at: Option<Rfc3339>,
         pub status: &'a str,
         pub trace_id: &'a str,
         pub trace_path: &'a str,
@@ -270,7 +286,7 @@ mod documents {
         pub operation: &'a str,
         pub priority: i32,
         pub requested_by: Requester<'a>,
-        pub run_after: Timestamp,
+        pub run_after: Rfc3339,
         pub target: Target<'a>,
         pub version: &'a str,
     }
@@ -299,10 +315,10 @@ mod documents {
     #[derive(Serialize)]
     pub struct Output<'a> {
         pub attempt: i32,
-        pub completed_at: Option<Timestamp>,
+        pub completed_at: Option<Rfc3339>,
         pub error: Option<&'a str>,
         pub result: Option<&'a Json>,
-        pub started_at: Option<Timestamp>,
+        pub started_at: Option<Rfc3339>,
         pub status: &'a str,
         pub task_id: &'a str,
         pub trace_id: &'a str,
