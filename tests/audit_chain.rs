@@ -51,7 +51,15 @@ async fn entry_ids(server: &TestServer) -> Vec<i64> {
 /// Seals once every entry written so far is stable (on PostgreSQL, once every older transaction of the cluster
 /// has ended); returns how many it sealed.
 async fn seal_when_stable(db: &sea_orm::DatabaseConnection) -> u64 {
-    use control_tower::store::{audit, audit_chain, entity::audit_log};
+    wait_until_stable(db).await;
+    control_tower::store::audit_chain::seal_all(db).await.unwrap()
+}
+
+/// Waits until every entry written so far can be sealed. On PostgreSQL an entry is sealed only once no transaction
+/// that started before its own is still open, in any database of the cluster (the tests of other files run beside
+/// this one).
+async fn wait_until_stable(db: &sea_orm::DatabaseConnection) {
+    use control_tower::store::{audit, entity::audit_log};
     use sea_orm::{EntityTrait, QueryOrder};
     let newest = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).one(db).await.unwrap();
     let newest = newest.map_or(0, |entry| entry.id);
@@ -60,7 +68,6 @@ async fn seal_when_stable(db: &sea_orm::DatabaseConnection) -> u64 {
         assert!(tokio::time::Instant::now() < deadline, "the audit log does not become stable");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    audit_chain::seal_all(db).await.unwrap()
 }
 
 async fn some_history(server: &TestServer) {
@@ -248,6 +255,8 @@ async fn racing_sealers_leave_one_intact_chain() {
         tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap();
     }
     let written = column(&server, "SELECT COUNT(*) FROM audit_log").await[0];
+    // Otherwise a sealer can stop short of entries that another test's open transaction keeps unstable.
+    wait_until_stable(&server.state.db).await;
     let reader = db::connect_reader(&server.database_url, &server.state.db).await.unwrap();
     let state = &server.state;
     let (a, b, c) = tokio::join!(

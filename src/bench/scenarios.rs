@@ -43,13 +43,7 @@ pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyho
     let mut cluster = Cluster::start(args.database_url.as_deref(), data_dir, false).await?;
     let figures = match scenario {
         Scenario::EnqueueBulk => enqueue_bulk(&cluster, args.tasks).await?,
-        Scenario::EnqueueUnary => {
-            vec![figure(
-                "unary enqueue (16 concurrent clients)",
-                "tasks/s",
-                enqueue_unary(&cluster, args.tasks / 4).await?,
-            )]
-        }
+        Scenario::EnqueueUnary => enqueue_unary(&cluster, args.tasks / 4).await?,
         // Served above: each drain shape starts a cluster of its own.
         Scenario::Drain | Scenario::DrainAuth => Vec::new(),
         Scenario::Latency => latency(&mut cluster, args.latency_samples).await?,
@@ -107,8 +101,12 @@ async fn enqueue_bulk(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure>
     Ok(figures)
 }
 
-async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
+/// Unary enqueue tasks/s from 16 clients, each waiting for its answer before the next call, and the CPU time per
+/// task of the server and of PostgreSQL's backends while it ran.
+async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure>> {
     let clients = 16;
+    let before = cluster.cpu_snapshot().await?;
+    let first_transaction = cluster.next_transaction_id().await?;
     let started = Instant::now();
     let mut joins = Vec::new();
     for c in 0..clients {
@@ -123,7 +121,23 @@ async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<f64> {
     for join in joins {
         join.await??;
     }
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let used = cluster.cpu_snapshot().await?.since(&before);
+    let last_transaction = cluster.next_transaction_id().await?;
+    let per_task = |micros: f64| micros / n as f64;
+    let mut figures = vec![
+        figure("unary enqueue (16 concurrent clients)", "tasks/s", rate),
+        figure("unary enqueue, CPU per task: server process", "us", per_task(used.server)),
+    ];
+    if let Some(postgres) = used.postgres {
+        figures.push(figure("unary enqueue, CPU per task: PostgreSQL backends", "us", per_task(postgres)));
+    }
+    // How many tasks share a commit: the group commit's groups, seen from the database.
+    if let (Some(first), Some(last)) = (first_transaction, last_transaction) {
+        let name = "unary enqueue, PostgreSQL write transactions per 1,000 tasks";
+        figures.push(figure(name, "transactions", (last - first) as f64 * 1000.0 / n as f64));
+    }
+    Ok(figures)
 }
 
 /// Drains a backlog of `args.tasks` tasks once per drain shape; returns tasks/s and the CPU time per task of each
