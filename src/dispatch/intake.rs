@@ -30,7 +30,10 @@ impl Batch for Enqueue {
     type Item = (NewTask, EnqueueContext);
     type Output = Enqueued;
     const NAME: &'static str = "enqueue";
-    const POSTGRES_COMMITTERS: usize = 4;
+    // One: an enqueue's statement costs PostgreSQL about the same whether it carries one task or a dozen, and with
+    // several committers each enqueue found one idle and went alone (700 commits per 1,000 tasks from 16 clients
+    // with four committers, 350 with one, and a third more tasks/s; BENCHMARKS.md).
+    const POSTGRES_COMMITTERS: usize = 1;
 
     async fn all(&self, items: Vec<Self::Item>) -> Result<Vec<Result<Enqueued>>> {
         let now = self.clock.now();
