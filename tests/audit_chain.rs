@@ -46,10 +46,8 @@ async fn entry_ids(server: &TestServer) -> Vec<i64> {
     column(server, "SELECT id FROM audit_log ORDER BY txid, id").await
 }
 
-/// With the sealer held back: waits until every entry written so far is stable (on PostgreSQL, until every older
-/// transaction anywhere in the cluster has ended), then seals them all at once; returns how many it sealed.
-/// Seals once every entry written so far is stable (on PostgreSQL, once every older transaction of the cluster
-/// has ended); returns how many it sealed.
+/// With the sealer held back: waits until every entry written so far is stable, then seals them all at once;
+/// returns how many it sealed.
 async fn seal_when_stable(db: &sea_orm::DatabaseConnection) -> u64 {
     wait_until_stable(db).await;
     control_tower::store::audit_chain::seal_all(db).await.unwrap()
@@ -240,6 +238,61 @@ async fn seals_from_before_batches_still_verify_and_the_chain_goes_on_from_them(
     let report = audit.verify_audit_chain(pb::VerifyAuditChainRequest {}).await.unwrap().into_inner();
     let broken = report.first_broken.expect("a broken link");
     assert_eq!((broken.seq, broken.audit_id, report.entries_verified), (4, victim, 3));
+    server.stop().await;
+}
+
+/// Groups of every size the writer splits into statements (on SQLite, fixed sizes of 64 rows and fewer) keep their
+/// entries in order, with every field and the documents' text as serialised, and seal into an intact chain.
+#[tokio::test]
+async fn groups_of_any_size_keep_their_order_fields_and_documents() {
+    use control_tower::store::audit::{self, Action, Actor, Entry};
+    use sea_orm::{ConnectionTrait, Statement};
+    let server = server().await;
+    let now = server.state.clock.now();
+    let mut written = Vec::new();
+    for size in [1, 2, 3, 7, 63, 64, 65, 130] {
+        let entries: Vec<Entry> = (0..size)
+            .map(|n| Entry {
+                actor: Actor::new("agent", format!("actor-{size}")),
+                action: if n % 2 == 0 { Action::Created } else { Action::StatusChanged },
+                entity_kind: "task",
+                entity_id: format!("entity-{size:03}-{n:03}"),
+                before: (n % 2 == 1).then(|| serde_json::json!({ "status": "queued" })),
+                after: Some(serde_json::json!({
+                    "n": n,
+                    "size": size,
+                    "text": "quote \" backslash \\ tab \t newline \n accents \u{e9} clef \u{1d11e} control \u{1}",
+                })),
+                note: (n % 3 == 0).then(|| format!("note {n} of {size}")),
+                trace_id: (n % 5 != 0).then(|| format!("trace-{size}")),
+            })
+            .collect();
+        for e in &entries {
+            written.push(vec![
+                Some(e.actor.id.clone()),
+                Some(e.action.as_str().to_owned()),
+                Some(e.entity_id.clone()),
+                e.before.as_ref().map(ToString::to_string),
+                e.after.as_ref().map(ToString::to_string),
+                e.note.clone(),
+                e.trace_id.clone(),
+            ]);
+        }
+        audit::append(&server.state.db, now, entries).await.unwrap();
+    }
+    let db = &server.state.db;
+    let sql = "SELECT actor_id, action, entity_id, CAST(before AS TEXT), CAST(after AS TEXT), note, trace_id \
+               FROM audit_log WHERE entity_id LIKE 'entity-%' ORDER BY id";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    let stored: Vec<Vec<Option<String>>> =
+        rows.iter().map(|row| (0..7).map(|i| row.try_get_by_index::<Option<String>>(i).unwrap()).collect()).collect();
+    assert_eq!(stored.len(), written.len());
+    for (stored, written) in stored.iter().zip(&written) {
+        assert_eq!(stored, written);
+    }
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let report = verify_all_sealed(&mut audit).await;
+    assert!(report.intact && report.entries_verified as usize >= written.len(), "{report:?}");
     server.stop().await;
 }
 
