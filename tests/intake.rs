@@ -300,6 +300,47 @@ async fn a_batch_reports_each_item_on_its_own() {
     server.stop().await;
 }
 
+/// Batches of every size the writer splits into statements (on SQLite, fixed sizes of 64 rows and fewer) store
+/// each task as answered, with its filter row and its `created` entry.
+#[tokio::test]
+async fn batches_of_any_size_store_every_task_as_answered() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut answered = Vec::new();
+    for size in [1, 3, 64, 65, 130] {
+        let requests = (0..size)
+            .map(|n| {
+                let mut s = spec(&format!("Batch of {size}, item {n}: \"quoted\", accents \u{e9}"));
+                s.priority = (n % 7) - 3;
+                s.operation = if n % 2 == 0 { "docs".into() } else { "ops".into() };
+                s.requested_by.as_mut().unwrap().label = format!("label {n}");
+                s.target.as_mut().unwrap().path = format!("src/{n}.rs");
+                s.max_attempts = n % 5 + 1;
+                request(s)
+            })
+            .collect();
+        let results = tasks.enqueue_tasks(pb::EnqueueTasksRequest { requests }).await.unwrap().into_inner().results;
+        for (n, result) in results.into_iter().enumerate() {
+            let Some(pb::enqueue_task_result::Outcome::Enqueued(enqueued)) = result.outcome else {
+                panic!("item {n}: {:?}", result.outcome)
+            };
+            answered.push(enqueued.task.unwrap());
+        }
+    }
+    for task in &answered {
+        assert_eq!(&get(&mut tasks, &task.id).await, task);
+    }
+    let (docs, ops) = answered.iter().partition::<Vec<_>, _>(|t| t.spec.as_ref().unwrap().operation == "docs");
+    for (operation, expected) in [("docs", docs), ("ops", ops)] {
+        let request = pb::ListTasksRequest { operation: operation.into(), page_size: 1000, ..Default::default() };
+        let listed = tasks.list_tasks(request).await.unwrap().into_inner().tasks;
+        assert_eq!(listed.len(), expected.len(), "one filter row per {operation} task");
+    }
+    let created = "SELECT COUNT(*) FROM audit_log WHERE action = 'created'";
+    assert_eq!(server.count(created).await, answered.len() as i64);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn get_task_tells_missing_from_malformed() {
     let server = TestServer::start().await;

@@ -13,7 +13,10 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use super::entity::audit_log::{Column, Entity as AuditLog, Model};
+use super::{
+    entity::audit_log::{Column, Entity as AuditLog, Model},
+    sqlite_rows::RowInserts,
+};
 use crate::clock::Micros;
 
 /// Who made a change: `human`, `agent` or `system`, and an id.
@@ -175,36 +178,27 @@ pub async fn append(db: &impl ConnectionTrait, ts: Micros, entries: Vec<Entry>) 
     append_sqlite(db, ts, &entries).await
 }
 
-/// Rows per SQLite insert, largest first. A group of entries is written as whole statements of these sizes (as
-/// many of the largest as fit, then at most one of each smaller one), each size with a statement text of its own,
-/// so that SQLite prepares at most seven texts once per connection. A statement with a text for every group size
-/// was prepared again for most groups (the writer's statement cache holds a hundred texts); one statement reading a
-/// JSON array of rows (`json_each`) was prepared once, but escaping every document into that array and SQLite's
-/// parsing it again cost more than the inserts (measured: 14% of the server's instructions in a drain).
-const SQLITE_ROWS_PER_INSERT: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-const SQLITE_COLUMNS: &str = "ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id";
-
-/// The multi-row insert of `rows` entries, one of `SQLITE_ROWS_PER_INSERT`.
-fn sqlite_insert(rows: usize) -> &'static str {
-    static TEXTS: OnceLock<Vec<(usize, String)>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        let row = format!("({})", vec!["?"; SQLITE_COLUMNS.split(", ").count()].join(", "));
-        let text =
-            |rows| format!("INSERT INTO audit_log ({SQLITE_COLUMNS}) VALUES {}", vec![row.as_str(); rows].join(", "));
-        SQLITE_ROWS_PER_INSERT.iter().map(|&rows| (rows, text(rows))).collect()
-    });
-    texts.iter().find(|(n, _)| *n == rows).map(|(_, text)| text.as_str()).expect("a size of SQLITE_ROWS_PER_INSERT")
-}
-
-/// Entries in statements of fixed sizes (see `SQLITE_ROWS_PER_INSERT`); ids are drawn in the entries' order. The
-/// documents are bound as their JSON text, so that they are stored exactly as serialised.
+/// Entries in multi-row inserts (see `sqlite_rows`); ids are drawn in the entries' order. The documents are bound
+/// as their JSON text, so that they are stored exactly as serialised.
 async fn append_sqlite(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry]) -> Result<(), DbErr> {
-    let mut rest = entries;
-    while !rest.is_empty() {
-        let rows = SQLITE_ROWS_PER_INSERT.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
-        let (chunk, tail) = rest.split_at(rows);
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows * 10);
-        for e in chunk {
+    static INSERTS: OnceLock<RowInserts> = OnceLock::new();
+    let inserts = INSERTS.get_or_init(|| {
+        let columns = [
+            "ts",
+            "actor_kind",
+            "actor_id",
+            "action",
+            "entity_kind",
+            "entity_id",
+            "before",
+            "after",
+            "note",
+            "trace_id",
+        ];
+        RowInserts::new("audit_log", &columns)
+    });
+    inserts
+        .insert(db, entries, |e, values| {
             values.extend([
                 ts.into(),
                 e.actor.kind.as_str().into(),
@@ -216,12 +210,9 @@ async fn append_sqlite(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry])
                 e.after.as_ref().map(ToString::to_string).into(),
                 e.note.clone().into(),
                 e.trace_id.clone().into(),
-            ]);
-        }
-        db.execute_raw(Statement::from_sql_and_values(DatabaseBackend::Sqlite, sqlite_insert(rows), values)).await?;
-        rest = tail;
-    }
-    Ok(())
+            ])
+        })
+        .await
 }
 
 /// An entry as `json_populate_recordset` reads it: keys named after the columns.

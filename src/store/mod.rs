@@ -11,4 +11,5 @@ pub mod entity;
 pub mod pg_arrays;
 pub mod single_server;
 pub mod sqlite_memory;
+pub mod sqlite_rows;
 pub mod tasks;

@@ -2,15 +2,20 @@
 //! written with the task. Their indexes live here rather than on `tasks`, whose row PostgreSQL copies, with a new
 //! entry in every index of the table, at each of a task's status changes.
 
+use std::sync::OnceLock;
+
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DeriveIden, QueryFilter, QueryOrder, QueryTrait, Select,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DeriveIden, QueryFilter, QueryOrder, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Order, Query},
 };
 
 use super::TaskFilter;
 use crate::{
     error::Result,
-    store::entity::task::{Column, Entity as Tasks, Model},
+    store::{
+        entity::task::{Column, Entity as Tasks, Model},
+        sqlite_rows::RowInserts,
+    },
 };
 
 /// Rows per multi-row INSERT (5 columns each).
@@ -32,8 +37,27 @@ pub(super) const INSERT_FROM_INSERTED: &str = "INSERT INTO task_filters \
     (id, operation, requested_by_kind, requested_by_id, target_repo) \
     SELECT id, operation, requested_by_kind, requested_by_id, target_repo FROM inserted";
 
+/// A task's filter row, in the columns' order (`TaskFilters`).
+fn row(task: &Model) -> [sea_orm::Value; 5] {
+    [
+        task.id.as_str().into(),
+        task.operation.as_str().into(),
+        task.requested_by_kind.as_str().into(),
+        task.requested_by_id.as_str().into(),
+        task.target_repo.as_str().into(),
+    ]
+}
+
 /// Writes the filter rows of new tasks.
 pub(super) async fn insert(db: &impl ConnectionTrait, tasks: &[Model]) -> Result<()> {
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        static INSERTS: OnceLock<RowInserts> = OnceLock::new();
+        let inserts = INSERTS.get_or_init(|| {
+            RowInserts::new("task_filters", &["id", "operation", "requested_by_kind", "requested_by_id", "target_repo"])
+        });
+        inserts.insert(db, tasks, |task, values| values.extend(row(task))).await?;
+        return Ok(());
+    }
     for chunk in tasks.chunks(ROWS_PER_INSERT) {
         let mut insert = Query::insert();
         insert.into_table(TaskFilters::Table).columns([
@@ -44,13 +68,7 @@ pub(super) async fn insert(db: &impl ConnectionTrait, tasks: &[Model]) -> Result
             TaskFilters::TargetRepo,
         ]);
         for task in chunk {
-            insert.values_panic([
-                task.id.as_str().into(),
-                task.operation.as_str().into(),
-                task.requested_by_kind.as_str().into(),
-                task.requested_by_id.as_str().into(),
-                task.target_repo.as_str().into(),
-            ]);
+            insert.values_panic(row(task).map(Into::into));
         }
         db.execute(&insert).await?;
     }

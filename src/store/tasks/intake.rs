@@ -28,11 +28,12 @@ use crate::{
         },
         entity::task::{Column, Entity as Tasks, Model, TaskStatus},
         pg_arrays::{self, ColumnArray},
+        sqlite_rows::RowInserts,
     },
 };
 
-/// Rows per multi-row INSERT (36 columns each keeps us under the bind-parameter limits).
-const ROWS_PER_INSERT: usize = 500;
+/// Idempotency keys looked up per query (one bound value each).
+const KEYS_PER_LOOKUP: usize = 500;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {
@@ -191,7 +192,7 @@ pub async fn enqueue_many_claiming(
     }
     let keys: Vec<String> = items.iter().filter_map(|(spec, _)| spec.idempotency_key.clone()).collect();
     let mut by_key: HashMap<String, Model> = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_INSERT) {
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
         for task in Tasks::find().filter(Column::IdempotencyKey.is_in(chunk.to_vec())).all(db).await? {
             if let Some(key) = task.idempotency_key.clone() {
                 by_key.insert(key, task);
@@ -263,15 +264,21 @@ async fn insert_with_audit(
         return Ok(claimed);
     }
     let txn = db.begin().await?;
-    for chunk in tasks.chunks(ROWS_PER_INSERT) {
-        let rows = chunk.iter().map(|t| t.clone().into_active_model());
-        Tasks::insert_many(rows).exec_without_returning(&txn).await?;
-    }
+    insert_rows_sqlite(&txn, tasks).await?;
     filters::insert(&txn, tasks).await?;
     audit::append(&txn, now, tasks.iter().map(created_entry).collect()).await?;
     let claimed = leases::claim_within(&txn, now, claims).await?;
     txn.commit().await?;
     Ok(claimed)
+}
+
+/// SQLite: the task rows, in multi-row inserts of fixed sizes (see `store::sqlite_rows`).
+async fn insert_rows_sqlite(db: &impl ConnectionTrait, tasks: &[Model]) -> Result<()> {
+    static INSERTS: OnceLock<RowInserts> = OnceLock::new();
+    let inserts =
+        INSERTS.get_or_init(|| RowInserts::new("tasks", &Column::iter().map(|c| c.as_str()).collect::<Vec<_>>()));
+    inserts.insert(db, tasks, |task, values| values.extend(Column::iter().map(|column| task.get(column)))).await?;
+    Ok(())
 }
 
 /// PostgreSQL: the tasks, their filter rows and their `created` entries as one statement, which commits on its own
