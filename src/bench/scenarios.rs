@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Cluster, Figure, Scenario};
+use super::{Cluster, Figure, Scenario, cpu::CpuUse};
 use crate::{
     clock::{Clock, SystemClock},
     config::{BenchArgs, DrainShape},
@@ -90,15 +90,26 @@ async fn enqueue_bulk(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure>
     let before = cluster.cpu_snapshot().await?;
     let rate = bulk_load(cluster, n).await?;
     let used = cluster.cpu_snapshot().await?.since(&before);
-    let per_task = |micros: f64| micros / n as f64;
+    Ok(enqueue_figures("bulk enqueue", "EnqueueTasks x1000, 4 clients", rate, used, n))
+}
+
+/// An enqueue scenario's rate, and the CPU time per task of the server and, when observed, PostgreSQL's backends.
+fn enqueue_figures(scenario: &str, shape: &str, rate: f64, used: CpuUse, tasks: usize) -> Vec<Figure> {
+    let per_task = |micros: f64| micros / tasks as f64;
     let mut figures = vec![
-        figure("bulk enqueue (EnqueueTasks x1000, 4 clients)", "tasks/s", rate),
-        figure("bulk enqueue, CPU per task: server process", "us", per_task(used.server)),
+        figure(format!("{scenario} ({shape})"), "tasks/s", rate),
+        figure(format!("{scenario}, CPU per task: server process"), "us", per_task(used.server)),
     ];
     if let Some(postgres) = used.postgres {
-        figures.push(figure("bulk enqueue, CPU per task: PostgreSQL backends", "us", per_task(postgres)));
+        figures.push(figure(format!("{scenario}, CPU per task: PostgreSQL backends"), "us", per_task(postgres)));
     }
-    Ok(figures)
+    figures
+}
+
+/// PostgreSQL write transactions per 1,000 tasks between two readings of `Cluster::next_transaction_id`; None on
+/// SQLite.
+fn transactions_per_thousand(first: Option<i64>, last: Option<i64>, tasks: usize) -> Option<f64> {
+    Some((last? - first?) as f64 * 1000.0 / tasks as f64)
 }
 
 /// Unary enqueue tasks/s from 16 clients, each waiting for its answer before the next call, and the CPU time per
@@ -124,18 +135,11 @@ async fn enqueue_unary(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Figure
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let used = cluster.cpu_snapshot().await?.since(&before);
     let last_transaction = cluster.next_transaction_id().await?;
-    let per_task = |micros: f64| micros / n as f64;
-    let mut figures = vec![
-        figure("unary enqueue (16 concurrent clients)", "tasks/s", rate),
-        figure("unary enqueue, CPU per task: server process", "us", per_task(used.server)),
-    ];
-    if let Some(postgres) = used.postgres {
-        figures.push(figure("unary enqueue, CPU per task: PostgreSQL backends", "us", per_task(postgres)));
-    }
+    let mut figures = enqueue_figures("unary enqueue", "16 concurrent clients", rate, used, n);
     // How many tasks share a commit: the group commit's groups, seen from the database.
-    if let (Some(first), Some(last)) = (first_transaction, last_transaction) {
+    if let Some(per_thousand) = transactions_per_thousand(first_transaction, last_transaction, n) {
         let name = "unary enqueue, PostgreSQL write transactions per 1,000 tasks";
-        figures.push(figure(name, "transactions", (last - first) as f64 * 1000.0 / n as f64));
+        figures.push(figure(name, "transactions", per_thousand));
     }
     Ok(figures)
 }
@@ -192,9 +196,9 @@ async fn drain(cluster: &mut Cluster, tasks: usize, shape: DrainShape, auth: boo
     if let Some(postgres) = used.postgres {
         figures.push(figure(cpu("PostgreSQL backends"), "us", per_task(postgres)));
     }
-    if let (Some(first), Some(last)) = (first_transaction, last_transaction) {
+    if let Some(per_thousand) = transactions_per_thousand(first_transaction, last_transaction, tasks) {
         let name = format!("drain {shape}, PostgreSQL write transactions per 1,000 tasks");
-        figures.push(figure(name, "transactions", (last - first) as f64 * 1000.0 / tasks as f64));
+        figures.push(figure(name, "transactions", per_thousand));
     }
     Ok(figures)
 }
