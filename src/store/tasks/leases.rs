@@ -19,7 +19,7 @@ use serde_json::json;
 use super::{
     ENTITY_KIND,
     lease_tokens::{self, LeaseKeys},
-    pg_rows, status_is, status_unindexed,
+    status_is, status_unindexed, task_rows,
 };
 use crate::{
     clock::Micros,
@@ -382,7 +382,7 @@ pub(super) fn plain_claim_rows(rows: &[PgRow], claims: usize) -> Result<(Vec<Vec
         None => 0,
     };
     let mut leased: Vec<Vec<Model>> = (0..claims).map(|_| Vec::new()).collect();
-    for (row, task) in rows.iter().zip(pg_rows::tasks(rows)?) {
+    for (row, task) in rows.iter().zip(task_rows::tasks(rows)?) {
         // The one row of a claim that leased nothing carries only the count.
         let Some(task) = task else { continue };
         let ord = row.try_get::<i64, _>("ord").map_err(pg_arrays::exec_err)?;
@@ -597,7 +597,7 @@ async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: 
         return Ok(Vec::new());
     }
     let token = lease_tokens::fresh_token(txn.get_database_backend());
-    Ok(Tasks::update_many()
+    let update = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
         .col_expr(Column::LeaseId, Expr::cust(token))
         .col_expr(Column::LeaseExpiresAt, Expr::value(now + req.lease_timeout))
@@ -611,9 +611,8 @@ async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: 
         // No status condition: the candidates were queued and are locked by this transaction (FOR UPDATE on
         // PostgreSQL, the single writer on SQLite). Without it, only the primary key matches the condition, so no
         // planner, whatever its statistics, scans a partial index of the queue instead.
-        .filter(Column::Id.is_in(ids.iter().map(String::as_str)))
-        .exec_with_returning(txn)
-        .await?)
+        .filter(Column::Id.is_in(ids.iter().map(String::as_str)));
+    task_rows::update_returning(txn, update).await
 }
 
 /// The answer to a heartbeat, lease by lease.
@@ -642,13 +641,15 @@ pub async fn extend_leases(
     if lease_ids.is_empty() {
         return Ok(report);
     }
-    let extended = Tasks::update_many()
-        .col_expr(Column::LeaseExpiresAt, Expr::value(deadline))
-        .filter(LeaseKeys::of(lease_ids.iter().map(String::as_str)).condition())
-        .filter(status_unindexed(TaskStatus::Running))
-        .filter(Column::WorkerId.eq(worker_id))
-        .exec_with_returning(db)
-        .await?;
+    let extended = task_rows::update_returning(
+        db,
+        Tasks::update_many()
+            .col_expr(Column::LeaseExpiresAt, Expr::value(deadline))
+            .filter(LeaseKeys::of(lease_ids.iter().map(String::as_str)).condition())
+            .filter(status_unindexed(TaskStatus::Running))
+            .filter(Column::WorkerId.eq(worker_id)),
+    )
+    .await?;
     report.extended = extended.into_iter().filter_map(|t| t.lease_id).collect();
     let rest: Vec<&str> =
         lease_ids.iter().map(String::as_str).filter(|id| !report.extended.iter().any(|e| e == id)).collect();
@@ -704,27 +705,31 @@ pub async fn take_back_leases(
     let why = loss.describe();
 
     let txn = db.begin().await?;
-    let exhausted = Tasks::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Failed.as_str()))
-        .col_expr(Column::Error, Expr::value(format!("{why}; no attempts left")))
-        .col_expr(Column::CompletedAt, Expr::value(now))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
-        .filter(scope.clone())
-        .filter(Expr::col(Column::Attempt).gte(Expr::col(Column::MaxAttempts)))
-        .exec_with_returning(&txn)
-        .await?;
-    let requeued = Tasks::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Queued.as_str()))
-        .col_expr(Column::Error, Expr::value(why))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
-        .col_expr(Column::RunAfter, Expr::value(now))
-        .col_expr(Column::QueuedAt, Expr::value(now))
-        .filter(scope)
-        // Repeated so that a row matching only now (a deadline passing between the two statements) still
-        // cannot be requeued past its attempts.
-        .filter(Expr::col(Column::Attempt).lt(Expr::col(Column::MaxAttempts)))
-        .exec_with_returning(&txn)
-        .await?;
+    let exhausted = task_rows::update_returning(
+        &txn,
+        Tasks::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Failed.as_str()))
+            .col_expr(Column::Error, Expr::value(format!("{why}; no attempts left")))
+            .col_expr(Column::CompletedAt, Expr::value(now))
+            .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .filter(scope.clone())
+            .filter(Expr::col(Column::Attempt).gte(Expr::col(Column::MaxAttempts))),
+    )
+    .await?;
+    let requeued = task_rows::update_returning(
+        &txn,
+        Tasks::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Queued.as_str()))
+            .col_expr(Column::Error, Expr::value(why))
+            .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .col_expr(Column::RunAfter, Expr::value(now))
+            .col_expr(Column::QueuedAt, Expr::value(now))
+            .filter(scope)
+            // Repeated so that a row matching only now (a deadline passing between the two statements) still
+            // cannot be requeued past its attempts.
+            .filter(Expr::col(Column::Attempt).lt(Expr::col(Column::MaxAttempts))),
+    )
+    .await?;
     let changed: Vec<Model> = exhausted.into_iter().chain(requeued).collect();
     let entries = changed
         .iter()

@@ -9,8 +9,8 @@ mod filters;
 mod intake;
 mod lease_tokens;
 mod leases;
-mod pg_rows;
 mod settle;
+mod task_rows;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,

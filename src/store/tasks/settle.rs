@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde_json::{Value as Json, json};
 
-use super::{ClaimRequest, Claimed, ENTITY_KIND, get, lease_tokens::LeaseKeys, leases, pg_rows, status_unindexed};
+use super::{ClaimRequest, Claimed, ENTITY_KIND, get, lease_tokens::LeaseKeys, leases, status_unindexed, task_rows};
 use crate::{
     clock::Micros,
     error::{Error, Result},
@@ -170,16 +170,15 @@ async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String
         branches += 1;
     }
     let result: SimpleExpr = if branches == 0 { Expr::value(empty) } else { result.finally(Expr::value(empty)).into() };
-    Ok(Tasks::update_many()
+    let update = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
         .col_expr(Column::Result, result)
         .col_expr(Column::Error, Expr::value(Option::<String>::None))
         .col_expr(Column::CompletedAt, Expr::value(now))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
         .filter(LeaseKeys::of(chunk.iter().map(|(lease_id, _)| lease_id.as_str())).condition())
-        .filter(status_unindexed(TaskStatus::Running))
-        .exec_with_returning(txn)
-        .await?)
+        .filter(status_unindexed(TaskStatus::Running));
+    task_rows::update_returning(txn, update).await
 }
 
 /// The whole group in one statement whose text does not depend on the group's size, so PostgreSQL prepares and
@@ -202,7 +201,7 @@ async fn complete_postgres(txn: &DatabaseTransaction, now: Micros, items: &[(Str
     let values: [sea_orm::Value; 4] =
         [results_by_lease(items).into(), now.into(), keys.task_ids.into(), keys.legacy.into()];
     let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, SQL, values);
-    Ok(Tasks::find().from_raw_sql(statement).all(txn).await?)
+    task_rows::from_results(&txn.query_all_raw(statement).await?)
 }
 
 /// The plain completion's common table expressions: `done` completes the running tasks without a work model among
@@ -291,7 +290,7 @@ async fn complete_plain_postgres<'c>(
         .fetch_all(db)
         .await
         .map_err(pg_arrays::exec_err)?;
-    Ok(pg_rows::tasks(&rows)?.into_iter().flatten().collect())
+    Ok(task_rows::tasks(&rows)?.into_iter().flatten().collect())
 }
 
 /// The plain completion of `items` and the plain claims of `claims`, which ask for the same operations, in one
@@ -314,7 +313,7 @@ async fn complete_and_claim_plain_postgres(
         let part: &str = row.try_get("part").map_err(pg_arrays::exec_err)?;
         if part == "completed" { &mut completed_rows } else { &mut claim_rows }.push(row);
     }
-    let completed = pg_rows::tasks(&completed_rows)?.into_iter().flatten().collect();
+    let completed = task_rows::tasks(&completed_rows)?.into_iter().flatten().collect();
     let (leased, picked) = leases::plain_claim_rows(&claim_rows, claims.len())?;
     Ok((completed, leases::plain_claims(&claims, leased, picked)))
 }
@@ -381,12 +380,11 @@ pub async fn fail(
             current.max_attempts,
             (run_after - now) as f64 / 1e6
         );
-        let rows = fenced
+        let requeue = fenced
             .col_expr(Column::Status, Expr::value(TaskStatus::Queued.as_str()))
             .col_expr(Column::RunAfter, Expr::value(run_after))
-            .col_expr(Column::QueuedAt, Expr::value(now))
-            .exec_with_returning(&txn)
-            .await?;
+            .col_expr(Column::QueuedAt, Expr::value(now));
+        let rows = task_rows::update_returning(&txn, requeue).await?;
         (rows, why)
     } else {
         let why = if retryable {
@@ -394,11 +392,10 @@ pub async fn fail(
         } else {
             "permanent failure".to_owned()
         };
-        let rows = fenced
+        let end = fenced
             .col_expr(Column::Status, Expr::value(TaskStatus::Failed.as_str()))
-            .col_expr(Column::CompletedAt, Expr::value(now))
-            .exec_with_returning(&txn)
-            .await?;
+            .col_expr(Column::CompletedAt, Expr::value(now));
+        let rows = task_rows::update_returning(&txn, end).await?;
         (rows, why)
     };
     let Some(task) = updated.into_iter().next() else {
@@ -498,7 +495,7 @@ pub async fn cancel(db: &DatabaseConnection, now: Micros, id: &str, reason: &str
         // A lease taken back earlier must not look like the one the cancellation interrupted.
         update = update.col_expr(Column::LeaseId, Expr::value(Option::<String>::None));
     }
-    let updated = update.exec_with_returning(&txn).await?;
+    let updated = task_rows::update_returning(&txn, update).await?;
     let Some(task) = updated.into_iter().next() else {
         // The task moved on (claimed or settled) between our read and our write: decide again on its new state.
         txn.rollback().await?;
