@@ -906,3 +906,48 @@ async fn a_full_stream_gets_its_next_task_from_the_completion_that_frees_its_slo
     assert_eq!(next_assignment(&mut stream).await.task.unwrap().id, third.id);
     server.stop().await;
 }
+
+/// A completion group larger than one statement's chunk stores every result as its worker sent it: strings with
+/// quotes, backslashes, line breaks and accents, nested lists, empty and nested objects, each on its own task.
+#[tokio::test]
+async fn every_result_of_a_completion_group_is_stored_as_sent() {
+    let server = TestServer::start().await;
+    let mut tasks = server.tasks().await;
+    let mut workers = server.workers().await;
+    const TASKS: usize = 140;
+    for n in 0..TASKS {
+        enqueue(&mut tasks, spec(&format!("Result {n}"))).await;
+    }
+    let mut stream = pull(&mut workers, "results", TASKS as i32).await;
+    let mut sent = Vec::with_capacity(TASKS);
+    for n in 0..TASKS {
+        let assignment = next_assignment(&mut stream).await;
+        let result = match n % 4 {
+            0 => serde_json::json!({}),
+            1 => serde_json::json!({ "text": format!("\"{n}\" \\ line\nbreak \u{e9}\u{1f600}"), "n": n }),
+            2 => serde_json::json!({ "list": [1.5, "two", null, true, { "deep": [] }], "empty": {} }),
+            _ => serde_json::json!({ "$.key": "a \"path\"-like key", "'": "'" }),
+        };
+        sent.push((assignment.task.unwrap().id, assignment.lease_id, result));
+    }
+    let requests = sent
+        .iter()
+        .map(|(_, lease, result)| pb::CompleteTaskRequest {
+            lease_id: lease.clone(),
+            result: Some(json_struct(result.clone())),
+        })
+        .collect();
+    let results = workers
+        .complete_tasks(pb::CompleteTasksRequest { requests, view: pb::TaskView::Basic.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), TASKS);
+    for (id, _, result) in &sent {
+        let stored = get(&mut tasks, id).await;
+        assert_eq!(stored.status(), pb::TaskStatus::Completed, "{id}");
+        assert_eq!(&control_tower::json::struct_to_json(stored.result.unwrap()), result, "{id}");
+    }
+    server.stop().await;
+}

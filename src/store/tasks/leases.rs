@@ -596,6 +596,9 @@ async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: 
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    if txn.get_database_backend() == DatabaseBackend::Sqlite {
+        return lease_sqlite(txn, now, req, ids).await;
+    }
     let token = lease_tokens::fresh_token(txn.get_database_backend());
     let update = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
@@ -613,6 +616,35 @@ async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: 
         // planner, whatever its statistics, scans a partial index of the queue instead.
         .filter(Column::Id.is_in(ids.iter().map(String::as_str)));
     task_rows::update_returning(txn, update).await
+}
+
+/// SQLite's lease: the statement `lease` builds, with the ids as one JSON array, so that its text is the same
+/// whatever the number of ids and SQLite prepares it once per connection (with one placeholder per id, every group
+/// size was a text of its own, prepared again whenever the statement cache had let it go).
+static SQLITE_LEASE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE tasks SET status = 'running', lease_id = {}, lease_expires_at = ?1, attempt = attempt + 1, \
+         worker_id = ?2, started_at = ?3, trace_path = ?4 || id \
+         WHERE id IN (SELECT value FROM json_each(?5)) RETURNING *",
+        lease_tokens::fresh_token(DatabaseBackend::Sqlite)
+    )
+});
+
+async fn lease_sqlite(
+    txn: &DatabaseTransaction,
+    now: Micros,
+    req: &ClaimRequest,
+    ids: &[String],
+) -> Result<Vec<Model>> {
+    let values: [sea_orm::Value; 5] = [
+        (now + req.lease_timeout).into(),
+        req.worker_id.as_str().into(),
+        now.into(),
+        req.trace_uri_prefix.as_str().into(),
+        serde_json::to_string(ids).map_err(|e| Error::internal("lease", e))?.into(),
+    ];
+    let statement = Statement::from_sql_and_values(DatabaseBackend::Sqlite, SQLITE_LEASE_SQL.as_str(), values);
+    task_rows::from_results(&txn.query_all_raw(statement).await?)
 }
 
 /// The answer to a heartbeat, lease by lease.

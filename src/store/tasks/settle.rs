@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::LazyLock};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
     Statement, TransactionTrait,
-    sea_query::{CaseStatement, Expr, SimpleExpr},
+    sea_query::Expr,
     sqlx::{self, Row},
 };
 use serde_json::{Value as Json, json};
@@ -155,30 +155,36 @@ async fn complete_in_transaction(
     Ok(outcomes)
 }
 
-/// Completions per UPDATE statement: each row picks its result from a CASE over the chunk's leases, so the chunk
-/// is kept small enough for that to stay cheap.
+/// Completions per UPDATE statement: each row looks its result up among the chunk's (a search through a JSON
+/// object of them), so the chunk is kept small enough for that to stay cheap.
 const ROWS_PER_COMPLETION: usize = 128;
 
-/// One UPDATE for a chunk of completions, each fenced by its lease and `running`; returns the rows it completed.
+/// SQLite's completion of a chunk, each task fenced by its lease and `running`: one text whatever the chunk's size,
+/// so that SQLite prepares it once per connection. `?1` is a JSON object from each lease to its result's JSON text
+/// (a string, which `->>` hands back as the text itself, stored as the result as it was written); `?3`-`?5` are the
+/// leases' keys (see `LeaseKeys`) as JSON arrays. A matched row's lease is one of ours, hex digits alone, so it is
+/// a key of `?1` and safe inside the path.
+const SQLITE_COMPLETION_SQL: &str = "UPDATE tasks SET status = 'completed', \
+    result = ?1 ->> ('$.\"' || lease_id || '\"'), error = NULL, completed_at = ?2, lease_expires_at = NULL \
+    WHERE ((id IN (SELECT value FROM json_each(?3)) AND lease_id IN (SELECT value FROM json_each(?4))) \
+    OR (length(lease_id) = 32 AND lease_id IN (SELECT value FROM json_each(?5)))) \
+    AND coalesce(status, '') = 'running' RETURNING *";
+
+/// One UPDATE for a chunk of completions (SQLite); returns the rows it completed.
 async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String, Json)]) -> Result<Vec<Model>> {
-    // The common result, `{}`, needs no branch of its own.
-    let empty = json!({});
-    let mut result = CaseStatement::new();
-    let mut branches = 0;
-    for (lease_id, value) in chunk.iter().filter(|(_, value)| *value != empty) {
-        result = result.case(Column::LeaseId.eq(lease_id.as_str()), Expr::value(value.clone()));
-        branches += 1;
-    }
-    let result: SimpleExpr = if branches == 0 { Expr::value(empty) } else { result.finally(Expr::value(empty)).into() };
-    let update = Tasks::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
-        .col_expr(Column::Result, result)
-        .col_expr(Column::Error, Expr::value(Option::<String>::None))
-        .col_expr(Column::CompletedAt, Expr::value(now))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
-        .filter(LeaseKeys::of(chunk.iter().map(|(lease_id, _)| lease_id.as_str())).condition())
-        .filter(status_unindexed(TaskStatus::Running));
-    task_rows::update_returning(txn, update).await
+    let results: serde_json::Map<String, Json> =
+        chunk.iter().map(|(lease_id, result)| (lease_id.clone(), Json::String(result.to_string()))).collect();
+    let keys = LeaseKeys::of(chunk.iter().map(|(lease_id, _)| lease_id.as_str()));
+    let array = |texts: &[String]| serde_json::to_string(texts).map_err(|e| Error::internal("complete", e));
+    let values: [sea_orm::Value; 5] = [
+        Json::Object(results).to_string().into(),
+        now.into(),
+        array(&keys.task_ids)?.into(),
+        array(&keys.tokens)?.into(),
+        array(&keys.legacy)?.into(),
+    ];
+    let statement = Statement::from_sql_and_values(DatabaseBackend::Sqlite, SQLITE_COMPLETION_SQL, values);
+    task_rows::from_results(&txn.query_all_raw(statement).await?)
 }
 
 /// The whole group in one statement whose text does not depend on the group's size, so PostgreSQL prepares and
