@@ -257,12 +257,15 @@ async fn groups_of_any_size_keep_their_order_fields_and_documents() {
                 action: if n % 2 == 0 { Action::Created } else { Action::StatusChanged },
                 entity_kind: "task",
                 entity_id: format!("entity-{size:03}-{n:03}"),
-                before: (n % 2 == 1).then(|| serde_json::json!({ "status": "queued" })),
-                after: Some(serde_json::json!({
-                    "n": n,
-                    "size": size,
-                    "text": "quote \" backslash \\ tab \t newline \n accents \u{e9} clef \u{1d11e} control \u{1}",
-                })),
+                before: (n % 2 == 1).then(|| serde_json::json!({ "status": "queued" }).to_string()),
+                after: Some(
+                    serde_json::json!({
+                        "n": n,
+                        "size": size,
+                        "text": "quote \" backslash \\ tab \t newline \n accents \u{e9} clef \u{1d11e} control \u{1}",
+                    })
+                    .to_string(),
+                ),
                 note: (n % 3 == 0).then(|| format!("note {n} of {size}")),
                 trace_id: (n % 5 != 0).then(|| format!("trace-{size}")),
             })
@@ -272,8 +275,8 @@ async fn groups_of_any_size_keep_their_order_fields_and_documents() {
                 Some(e.actor.id.clone()),
                 Some(e.action.as_str().to_owned()),
                 Some(e.entity_id.clone()),
-                e.before.as_ref().map(ToString::to_string),
-                e.after.as_ref().map(ToString::to_string),
+                e.before.clone(),
+                e.after.clone(),
                 e.note.clone(),
                 e.trace_id.clone(),
             ]);

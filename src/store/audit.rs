@@ -71,8 +71,9 @@ pub struct Entry {
     pub action: Action,
     pub entity_kind: &'static str,
     pub entity_id: String,
-    pub before: Option<Json>,
-    pub after: Option<Json>,
+    /// The documents as JSON text, compact, as `serde_json` writes them (the form the audit chain hashes).
+    pub before: Option<String>,
+    pub after: Option<String>,
     pub note: Option<String>,
     pub trace_id: Option<String>,
 }
@@ -80,6 +81,18 @@ pub struct Entry {
 impl Entry {
     /// `created`: no before, the whole new object after.
     pub fn created(actor: Actor, entity_kind: &'static str, entity_id: &str, after: Json, trace_id: &str) -> Self {
+        Self::created_written(actor, entity_kind, entity_id, after.to_string(), trace_id)
+    }
+
+    /// `created`, with the new object already written as JSON text (compact, keys in order, as `serde_json` writes
+    /// its value): a large object is then serialised once, straight from its fields, without a `Value` between.
+    pub fn created_written(
+        actor: Actor,
+        entity_kind: &'static str,
+        entity_id: &str,
+        after: String,
+        trace_id: &str,
+    ) -> Self {
         Self {
             actor,
             action: Action::Created,
@@ -106,8 +119,8 @@ impl Entry {
             action: Action::Updated,
             entity_kind,
             entity_id: entity_id.to_owned(),
-            before: Some(before),
-            after: Some(after),
+            before: Some(before.to_string()),
+            after: Some(after.to_string()),
             note: None,
             trace_id: Some(trace_id.to_owned()),
         }
@@ -121,7 +134,7 @@ impl Entry {
         (linked_kind, linked_id): (&str, &str),
         trace_id: &str,
     ) -> Self {
-        let link = json!({ "linked_kind": linked_kind, "linked_id": linked_id });
+        let link = json!({ "linked_kind": linked_kind, "linked_id": linked_id }).to_string();
         let (action, before, after) =
             if linked { (Action::Linked, None, Some(link)) } else { (Action::Unlinked, Some(link), None) };
         Self {
@@ -160,8 +173,8 @@ impl Entry {
             action: Action::StatusChanged,
             entity_kind,
             entity_id: entity_id.to_owned(),
-            before: Some(json!({ "status": from })),
-            after: Some(after),
+            before: Some(json!({ "status": from }).to_string()),
+            after: Some(after.to_string()),
             note: Some(note),
             trace_id: Some(trace_id.to_owned()),
         }
@@ -206,8 +219,8 @@ async fn append_sqlite(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry])
                 e.action.as_str().into(),
                 e.entity_kind.into(),
                 e.entity_id.as_str().into(),
-                e.before.as_ref().map(ToString::to_string).into(),
-                e.after.as_ref().map(ToString::to_string).into(),
+                e.before.clone().into(),
+                e.after.clone().into(),
                 e.note.clone().into(),
                 e.trace_id.clone().into(),
             ])
@@ -215,7 +228,7 @@ async fn append_sqlite(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry])
         .await
 }
 
-/// An entry as `json_populate_recordset` reads it: keys named after the columns.
+/// An entry as `APPEND_POSTGRES_SQL` reads it: keys named after the columns, the documents as JSON text.
 #[derive(Serialize)]
 struct PgRow<'a> {
     ts: Micros,
@@ -224,8 +237,8 @@ struct PgRow<'a> {
     action: &'static str,
     entity_kind: &'static str,
     entity_id: &'a str,
-    before: &'a Option<Json>,
-    after: &'a Option<Json>,
+    before: &'a Option<String>,
+    after: &'a Option<String>,
     note: &'a Option<String>,
     trace_id: &'a Option<String>,
 }
@@ -236,8 +249,11 @@ struct PgRow<'a> {
 async fn append_postgres(db: &impl ConnectionTrait, ts: Micros, entries: &[Entry]) -> Result<(), DbErr> {
     const SQL: &str = "INSERT INTO audit_log \
         (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
-        SELECT r.ts, r.actor_kind, r.actor_id, r.action, r.entity_kind, r.entity_id, r.before, r.after, r.note, \
-        r.trace_id FROM json_populate_recordset(NULL::audit_log, $1::text::json) WITH ORDINALITY AS r ORDER BY r.ordinality";
+        SELECT r.ts, r.actor_kind, r.actor_id, r.action, r.entity_kind, r.entity_id, r.before::json, r.after::json, \
+        r.note, r.trace_id FROM ROWS FROM (json_to_recordset($1::text::json) AS (ts bigint, actor_kind text, \
+        actor_id text, action text, entity_kind text, entity_id text, before text, after text, note text, \
+        trace_id text)) WITH ORDINALITY AS r(ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, \
+        note, trace_id, ord) ORDER BY r.ord";
     let rows: Vec<PgRow> = entries
         .iter()
         .map(|e| PgRow {

@@ -10,7 +10,7 @@ use sea_orm::{
     Iterable, ModelTrait, QueryFilter, TransactionTrait,
     sqlx::{self, Postgres, postgres::PgArguments, query::Query},
 };
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::{
     ENTITY_KIND, filters,
@@ -97,10 +97,10 @@ fn new_row(spec: NewTask, now: Micros, ctx: &EnqueueContext) -> Model {
     }
 }
 
-fn created_entry(task: &Model) -> Entry {
+fn created_entry(task: &Model) -> Result<Entry> {
     let actor = Actor::new(&task.requested_by_kind, &task.requested_by_id);
-    let snapshot = serde_json::to_value(task.snapshot()).unwrap_or(Json::Null);
-    Entry::created(actor, ENTITY_KIND, &task.id, snapshot, &task.trace_id)
+    let snapshot = pg_arrays::json_text(&task.snapshot())?;
+    Ok(Entry::created_written(actor, ENTITY_KIND, &task.id, snapshot, &task.trace_id))
 }
 
 pub async fn find_by_idempotency_key(db: &impl ConnectionTrait, key: &str) -> Result<Option<Model>> {
@@ -132,7 +132,7 @@ pub async fn enqueue(db: &DatabaseConnection, now: Micros, spec: NewTask, ctx: &
         // The issue id is chosen first so that the task's own `created` entry, written first, already names it.
         let issue_id = task_model::new_issue_id();
         task.cwom_issue_id = Some(issue_id.clone());
-        audit::append(&txn, now, vec![created_entry(&task)]).await?;
+        audit::append(&txn, now, vec![created_entry(&task)?]).await?;
         let change = Change {
             now,
             actor: Actor::new(&task.requested_by_kind, &task.requested_by_id),
@@ -140,7 +140,7 @@ pub async fn enqueue(db: &DatabaseConnection, now: Micros, spec: NewTask, ctx: &
         };
         cwom = Some(task_model::build(&txn, &change, &task, &issue_id).await?);
     } else {
-        audit::append(&txn, now, vec![created_entry(&task)]).await?;
+        audit::append(&txn, now, vec![created_entry(&task)?]).await?;
     }
     let inserted = match Tasks::insert(task.clone().into_active_model()).exec_without_returning(&txn).await {
         Ok(_) => filters::insert(&txn, std::slice::from_ref(&task)).await,
@@ -266,7 +266,7 @@ async fn insert_with_audit(
     let txn = db.begin().await?;
     insert_rows_sqlite(&txn, tasks).await?;
     filters::insert(&txn, tasks).await?;
-    audit::append(&txn, now, tasks.iter().map(created_entry).collect()).await?;
+    audit::append(&txn, now, tasks.iter().map(created_entry).collect::<Result<_>>()?).await?;
     let claimed = leases::claim_within(&txn, now, claims).await?;
     txn.commit().await?;
     Ok(claimed)

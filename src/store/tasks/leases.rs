@@ -357,7 +357,7 @@ static PLAIN_CLAIM_SQL: LazyLock<String> = LazyLock::new(|| format!("WITH {PLAIN
 pub(super) fn bind_plain_claim<'q>(query: PgQuery<'q>, now: Micros, requests: &[&ClaimRequest]) -> Result<PgQuery<'q>> {
     let first = requests.first().ok_or_else(|| Error::internal("claim", "a statement with no claim"))?;
     let template = lease_entry("", "", 0, 0, None, "");
-    let before = template.before.as_ref().map(pg_arrays::json_text).transpose()?;
+    let before = template.before;
     let workers: Vec<String> = requests.iter().map(|r| r.worker_id.clone()).collect();
     let wanted: Vec<i64> = requests.iter().map(|r| r.limit as i64).collect();
     Ok(query

@@ -279,8 +279,8 @@ fn bind_plain_completion<'q>(query: PgQuery<'q>, now: Micros, items: &[(String, 
         .bind(template.actor.kind.as_str())
         .bind(template.action.as_str())
         .bind(template.entity_kind)
-        .bind(template.before.map(|doc| doc.to_string()))
-        .bind(template.after.map(|doc| doc.to_string()))
+        .bind(template.before)
+        .bind(template.after)
         .bind(template.note)
         .bind(LeaseKeys::of(items.iter().map(|(lease_id, _)| lease_id.as_str())).task_ids)
 }
