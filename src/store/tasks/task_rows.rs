@@ -80,7 +80,7 @@ impl Positions {
 /// The task rows of a PostgreSQL answer; `None` for a row whose `id` is NULL (the count-only row of a claim that
 /// leased nothing).
 pub fn tasks(rows: &[PgRow]) -> Result<Vec<Option<Model>>> {
-    read_rows(rows.iter().map(Ok), Check::Types, Check::Done)
+    read_rows(rows.iter().map(Ok), Check::Types, Check::Done, task)
 }
 
 /// The task rows of an answer of either backend, as sea-orm hands it over.
@@ -88,30 +88,22 @@ pub fn from_results(rows: &[QueryResult]) -> Result<Vec<Model>> {
     let Some(first) = rows.first() else { return Ok(Vec::new()) };
     let other = || Error::internal("task row", "tasks are read from one answer of PostgreSQL or SQLite");
     let tasks = if first.try_as_pg_row().is_some() {
-        read_rows(rows.iter().map(|row| row.try_as_pg_row().ok_or_else(other)), Check::Types, Check::Done)?
+        read_rows(rows.iter().map(|row| row.try_as_pg_row().ok_or_else(other)), Check::Types, Check::Done, task)?
     } else {
         let rows = rows.iter().map(|row| row.try_as_sqlite_row().ok_or_else(other));
-        read_rows(rows, Check::EachValue, Check::EachValue)?
+        read_rows(rows, Check::EachValue, Check::EachValue, task)?
     };
     Ok(tasks.into_iter().flatten().collect())
 }
 
-/// The rows of one answer, the first checked as `first` says and the rest as `rest` says. An answer's rows all have
-/// the same columns, so they are looked up in the first row only.
-fn read_rows<'r, R>(
+/// The rows of one answer, each read by `decode`, the first checked as `first` says and the rest as `rest` says. An
+/// answer's rows all have the same columns, so they are looked up in the first row only.
+fn read_rows<'r, R: Row + 'r>(
     rows: impl ExactSizeIterator<Item = Result<&'r R>>,
     first: Check,
     rest: Check,
-) -> Result<Vec<Option<Model>>>
-where
-    R: TaskRow + 'r,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i32: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    Json: Decode<'r, R::Database> + Type<R::Database>,
-{
+    decode: impl Fn(&'r R, &Positions, Check) -> Result<Option<Model>>,
+) -> Result<Vec<Option<Model>>> {
     let mut tasks = Vec::with_capacity(rows.len());
     let mut positions = None;
     for row in rows {
@@ -120,7 +112,7 @@ where
             Some(at) => (at, rest),
             None => (&*positions.insert(Positions::of(row)?), first),
         };
-        tasks.push(task(row, at, check)?);
+        tasks.push(decode(row, at, check)?);
     }
     Ok(tasks)
 }
