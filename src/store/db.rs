@@ -15,6 +15,12 @@ pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
+/// How many rows of an answer SQLite's connection thread may hand over before the reader takes them. sqlx's
+/// default, 50, parks that thread every 50 rows of a large answer (a claim of 500 tasks, a batch the audit sealer
+/// reads) until the reader wakes and drains them: a pair of thread switches each time, where one answer could be
+/// handed over whole. The rows wait in the channel either way; this only lets more of them wait.
+const SQLITE_ROW_BUFFER: usize = 4096;
+
 /// Opens a pool. SQLite gets WAL, a busy timeout and a single connection (one writer; the in-process pool
 /// serialises writers instead of letting them fail with SQLITE_BUSY). PostgreSQL gets `max_connections`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
@@ -33,6 +39,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    .row_buffer_size(SQLITE_ROW_BUFFER)
             });
     } else {
         // Prepared statements keep PostgreSQL's default plan caching; the claim runs on sessions of its own (see
@@ -53,7 +60,7 @@ pub async fn connect_reader(url: &str, db: &DatabaseConnection) -> Result<Databa
     let mut options = pool_options(url);
     options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None).map_sqlx_sqlite_opts(
         // The database exists by now (migrated through the writer); reading needs no journal mode of its own.
-        |opts| opts.read_only(true).busy_timeout(Duration::from_secs(10)),
+        |opts| opts.read_only(true).busy_timeout(Duration::from_secs(10)).row_buffer_size(SQLITE_ROW_BUFFER),
     );
     Database::connect(options).await
 }
