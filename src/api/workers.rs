@@ -71,7 +71,7 @@ impl WorkerServiceImpl {
         let (lease_id, result) = completion(request);
         let settled = self.state.completions.complete(&lease_id, result).await?;
         if settled.recorded {
-            self.completed(std::slice::from_ref(&settled.task)).await;
+            self.completed(&[&settled.task]).await;
         }
         Ok(settled.task.into())
     }
@@ -106,8 +106,8 @@ impl WorkerServiceImpl {
         }
         let mut settled: Vec<Option<Result<tasks::Settled>>> =
             self.state.completions.complete_all(items).await.into_iter().map(Some).collect();
-        let recorded: Vec<_> =
-            settled.iter().flatten().flatten().filter(|s| s.recorded).map(|s| s.task.clone()).collect();
+        let recorded: Vec<&TaskRow> =
+            settled.iter().flatten().flatten().filter(|s| s.recorded).map(|s| &s.task).collect();
         self.completed(&recorded).await;
         let results = checked
             .into_iter()
@@ -130,7 +130,7 @@ impl WorkerServiceImpl {
     }
 
     /// After completions were recorded: free their slots and write their `output.json` files.
-    async fn completed(&self, tasks: &[TaskRow]) {
+    async fn completed(&self, tasks: &[&TaskRow]) {
         let dispatcher = &self.state.dispatcher;
         for task in tasks {
             tracing::info!(task_id = %task.id, trace_id = %task.trace_id, "task completed");

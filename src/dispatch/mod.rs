@@ -367,12 +367,12 @@ impl Dispatcher {
     /// Writes `output.json` for a task that ended after being leased at least once and, when the task has a work
     /// model and ran to an end, records each file of its trace folder as an Artifact of its last run.
     pub async fn record_outcome(&self, task: &TaskRow) {
-        self.record_outcomes(std::slice::from_ref(task)).await;
+        self.record_outcomes(&[task]).await;
     }
 
     /// `record_outcome` for several tasks, their `output.json` files written in one blocking job.
-    pub async fn record_outcomes(&self, tasks: &[TaskRow]) {
-        let ended: Vec<&TaskRow> = tasks.iter().filter(|t| t.status.is_terminal() && t.attempt > 0).collect();
+    pub async fn record_outcomes(&self, tasks: &[&TaskRow]) {
+        let ended: Vec<&TaskRow> = tasks.iter().copied().filter(|t| t.status.is_terminal() && t.attempt > 0).collect();
         if ended.is_empty() {
             return;
         }
