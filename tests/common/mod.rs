@@ -158,6 +158,18 @@ impl TestServer {
         Ok(self.state.db.execute_unprepared(sql).await?.rows_affected())
     }
 
+    /// The first column of the first row of `sql`'s answer, as text.
+    pub async fn text(&self, sql: &str) -> String {
+        let row = self
+            .state
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(self.state.db.get_database_backend(), sql.to_owned()))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<String>(0).expect("a text")
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self
             .state

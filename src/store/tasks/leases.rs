@@ -132,11 +132,8 @@ pub(super) async fn claim_within(
             continue;
         }
         let (admitted, capped) = admit(txn, &mut key_locks, candidates, req.concurrency_limit).await?;
-        let mut claimed = lease(txn, now, req, &admitted).await?;
+        let mut claimed = lease_and_log(txn, now, req, &admitted, &mut entries).await?;
         let actor = Actor::worker(&req.worker_id);
-        entries.extend(claimed.iter().map(|t| {
-            lease_entry(&req.worker_id, &t.id, t.attempt, t.max_attempts, t.concurrency_key.as_deref(), &t.trace_id)
-        }));
         if claimed.iter().any(|t| t.cwom_issue_id.is_some()) {
             // The task's own entry comes first in the log, then what the lease did to its work model.
             audit::append(txn, now, std::mem::take(&mut entries)).await?;
@@ -592,13 +589,29 @@ async fn admit(
     Ok((admitted, capped))
 }
 
-async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: &[String]) -> Result<Vec<Model>> {
+/// Leases `ids` to the claim's worker and records each lease's audit entry (`lease_entry`): SQLite writes them in
+/// the lease's own statement; elsewhere they are added to `entries`, which the claim writes in one insert.
+async fn lease_and_log(
+    txn: &DatabaseTransaction,
+    now: Micros,
+    req: &ClaimRequest,
+    ids: &[String],
+    entries: &mut Vec<Entry>,
+) -> Result<Vec<Model>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     if txn.get_database_backend() == DatabaseBackend::Sqlite {
         return lease_sqlite(txn, now, req, ids).await;
     }
+    let claimed = lease(txn, now, req, ids).await?;
+    entries.extend(claimed.iter().map(|t| {
+        lease_entry(&req.worker_id, &t.id, t.attempt, t.max_attempts, t.concurrency_key.as_deref(), &t.trace_id)
+    }));
+    Ok(claimed)
+}
+
+async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: &[String]) -> Result<Vec<Model>> {
     let token = lease_tokens::fresh_token(txn.get_database_backend());
     let update = Tasks::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
@@ -618,14 +631,25 @@ async fn lease(txn: &DatabaseTransaction, now: Micros, req: &ClaimRequest, ids: 
     task_rows::update_returning(txn, update).await
 }
 
-/// SQLite's lease: the statement `lease` builds, with the ids as one JSON array, so that its text is the same
-/// whatever the number of ids and SQLite prepares it once per connection (with one placeholder per id, every group
-/// size was a text of its own, prepared again whenever the statement cache had let it go).
+/// SQLite's lease and its audit entries, two statements in one text that the connection's thread runs in one go.
+/// The lease is the statement `lease` builds, with the ids as one JSON array, so that the text is the same whatever
+/// the number of ids and SQLite prepares it once per connection (with one placeholder per id, every group size was
+/// a text of its own, prepared again whenever the statement cache had let it go). The insert then writes the entries
+/// `lease_entry` makes, in dispatch order, from the rows just leased (the lease has no other condition than the ids,
+/// so those are exactly its rows): written as rows of their own, the entries of a large claim took a round trip to
+/// that thread per 64 of them. `json_object` writes the document as `serde_json` does (compact, the keys in the
+/// order given, which is the sorted order of `lease_entry`'s, strings escaped alike); `printf` writes the note.
+/// Parameters `?6`-`?9` are the parts every entry shares, from a template entry (see `lease_sqlite`).
 static SQLITE_LEASE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE tasks SET status = 'running', lease_id = {}, lease_expires_at = ?1, attempt = attempt + 1, \
          worker_id = ?2, started_at = ?3, trace_path = ?4 || id \
-         WHERE id IN (SELECT value FROM json_each(?5)) RETURNING *",
+         WHERE id IN (SELECT value FROM json_each(?5)) RETURNING *; \
+         INSERT INTO audit_log (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
+         SELECT ?3, ?6, worker_id, ?7, ?8, id, ?9, \
+         json_object('attempt', attempt, 'concurrency_key', concurrency_key, 'status', status, 'worker_id', worker_id), \
+         printf('Status changed: queued -> running: leased to %s (attempt %d of %d)', worker_id, attempt, max_attempts), \
+         trace_id FROM tasks WHERE id IN (SELECT value FROM json_each(?5)) ORDER BY priority DESC, queued_at, id",
         lease_tokens::fresh_token(DatabaseBackend::Sqlite)
     )
 });
@@ -636,12 +660,17 @@ async fn lease_sqlite(
     req: &ClaimRequest,
     ids: &[String],
 ) -> Result<Vec<Model>> {
-    let values: [sea_orm::Value; 5] = [
+    let template = lease_entry("", "", 0, 0, None, "");
+    let values: [sea_orm::Value; 9] = [
         (now + req.lease_timeout).into(),
         req.worker_id.as_str().into(),
         now.into(),
         req.trace_uri_prefix.as_str().into(),
         serde_json::to_string(ids).map_err(|e| Error::internal("lease", e))?.into(),
+        template.actor.kind.as_str().into(),
+        template.action.as_str().into(),
+        template.entity_kind.into(),
+        template.before.into(),
     ];
     let statement = Statement::from_sql_and_values(DatabaseBackend::Sqlite, SQLITE_LEASE_SQL.as_str(), values);
     task_rows::from_results(&txn.query_all_raw(statement).await?)
