@@ -160,25 +160,17 @@ impl TestServer {
 
     /// The first column of the first row of `sql`'s answer, as text.
     pub async fn text(&self, sql: &str) -> String {
-        let row = self
-            .state
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(self.state.db.get_database_backend(), sql.to_owned()))
-            .await
-            .expect("query")
-            .expect("a row");
-        row.try_get_by_index::<String>(0).expect("a text")
+        self.first_row(sql).await.try_get_by_index::<String>(0).expect("a text")
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        let row = self
-            .state
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(self.state.db.get_database_backend(), sql.to_owned()))
-            .await
-            .expect("query")
-            .expect("a row");
-        row.try_get_by_index::<i64>(0).expect("a count")
+        self.first_row(sql).await.try_get_by_index::<i64>(0).expect("a count")
+    }
+
+    async fn first_row(&self, sql: &str) -> sea_orm::QueryResult {
+        let db = &self.state.db;
+        let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned());
+        db.query_one_raw(statement).await.expect("query").expect("a row")
     }
 }
 
