@@ -413,10 +413,14 @@ async fn a_completion_group_settles_plain_tasks_work_model_tasks_replays_and_unk
     );
 
     for task in [&plain, &modelled, &replayed] {
+        // Each completion entry reads, to the byte, as the entry's own code writes it.
         let entries = format!(
             "SELECT COUNT(*) FROM audit_log WHERE entity_kind = 'Task' AND entity_id = '{}' \
-             AND actor_id = 'grouped' AND note = 'Status changed: running -> completed'",
-            task.id
+             AND actor_kind = 'system' AND actor_id = 'grouped' AND action = 'status_changed' \
+             AND note = 'Status changed: running -> completed' AND trace_id = '{}' \
+             AND CAST(before AS text) = '{{\"status\":\"running\"}}' \
+             AND CAST(after AS text) = '{{\"status\":\"completed\"}}'",
+            task.id, task.trace_id
         );
         assert_eq!(server.count(&entries).await, 1, "{}", task.id);
     }

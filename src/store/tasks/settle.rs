@@ -123,14 +123,16 @@ async fn complete_in_transaction(
     items: Vec<(String, Json)>,
 ) -> Result<Vec<Result<Settled>>> {
     let txn = db.begin().await?;
-    let completed = if txn.get_database_backend() == DatabaseBackend::Postgres {
-        complete_postgres(&txn, now, &items).await?
-    } else {
+    // SQLite writes the entries in each chunk's own statement; PostgreSQL's general path writes them below.
+    let logged = txn.get_database_backend() != DatabaseBackend::Postgres;
+    let completed = if logged {
         let mut completed = Vec::with_capacity(items.len());
         for chunk in items.chunks(ROWS_PER_COMPLETION) {
             completed.extend(complete_chunk(&txn, now, chunk).await?);
         }
         completed
+    } else {
+        complete_postgres(&txn, now, &items).await?
     };
     let mut by_lease: HashMap<String, Model> = HashMap::with_capacity(items.len());
     for task in completed {
@@ -139,8 +141,10 @@ async fn complete_in_transaction(
         }
     }
     let recorded: Vec<Option<Model>> = items.iter().map(|(lease_id, _)| by_lease.remove(lease_id)).collect();
-    let entries = recorded.iter().flatten().map(|task| settled_entry(task, "running", json!({}), None)).collect();
-    audit::append(&txn, now, entries).await?;
+    if !logged {
+        let entries = recorded.iter().flatten().map(|task| settled_entry(task, "running", json!({}), None)).collect();
+        audit::append(&txn, now, entries).await?;
+    }
     for task in recorded.iter().flatten().filter(|t| t.cwom_issue_id.is_some()) {
         task_model::on_attempt_end(&txn, &worker_change(task, now), task, AttemptEnd::Completed).await?;
     }
@@ -159,16 +163,32 @@ async fn complete_in_transaction(
 /// object of them), so the chunk is kept small enough for that to stay cheap.
 const ROWS_PER_COMPLETION: usize = 128;
 
-/// SQLite's completion of a chunk, each task fenced by its lease and `running`: one text whatever the chunk's size,
-/// so that SQLite prepares it once per connection. `?1` is a JSON object from each lease to its result's JSON text
-/// (a string, which `->>` hands back as the text itself, stored as the result as it was written); `?3`-`?5` are the
-/// leases' keys (see `LeaseKeys`) as JSON arrays. A matched row's lease is one of ours, hex digits alone, so it is
-/// a key of `?1` and safe inside the path.
-const SQLITE_COMPLETION_SQL: &str = "UPDATE tasks SET status = 'completed', \
-    result = ?1 ->> ('$.\"' || lease_id || '\"'), error = NULL, completed_at = ?2, lease_expires_at = NULL \
-    WHERE ((id IN (SELECT value FROM json_each(?3)) AND lease_id IN (SELECT value FROM json_each(?4))) \
-    OR (length(lease_id) = 32 AND lease_id IN (SELECT value FROM json_each(?5)))) \
-    AND coalesce(status, '') = 'running' RETURNING *";
+/// SQLite's completion of a chunk and its audit entries, two statements in one text that the connection's thread
+/// runs in one go; one text whatever the chunk's size, so that SQLite prepares it once per connection.
+///
+/// The insert comes first and writes the entries `settled_entry` makes for the tasks the update then completes: its
+/// condition is the update's, and the single writer runs both statements inside the completion's transaction, so
+/// they find the same rows, each once however often a chunk names its lease (in the order of the tasks' ids, as
+/// PostgreSQL's plain completion keeps no order of the items either). Written as rows of their own, a group's
+/// entries took a round trip to that thread per 64 of them. The parts every entry shares come from a template entry
+/// (`?6`-`?11`).
+///
+/// The update: `?1` is a JSON object from each lease to its result's JSON text (a string, which `->>` hands back as
+/// the text itself, stored as the result as it was written); `?3`-`?5` are the leases' keys (see `LeaseKeys`) as
+/// JSON arrays. A matched row's lease is one of ours, hex digits alone, so it is a key of `?1` and safe inside the
+/// path.
+static SQLITE_COMPLETION_SQL: LazyLock<String> = LazyLock::new(|| {
+    let fenced = "((id IN (SELECT value FROM json_each(?3)) AND lease_id IN (SELECT value FROM json_each(?4))) \
+        OR (length(lease_id) = 32 AND lease_id IN (SELECT value FROM json_each(?5)))) \
+        AND coalesce(status, '') = 'running'";
+    format!(
+        "INSERT INTO audit_log (ts, actor_kind, actor_id, action, entity_kind, entity_id, before, after, note, trace_id) \
+         SELECT ?2, ?6, coalesce(worker_id, ''), ?7, ?8, id, ?9, ?10, ?11, trace_id FROM tasks WHERE {fenced} \
+         ORDER BY id; \
+         UPDATE tasks SET status = 'completed', result = ?1 ->> ('$.\"' || lease_id || '\"'), error = NULL, \
+         completed_at = ?2, lease_expires_at = NULL WHERE {fenced} RETURNING *"
+    )
+});
 
 /// One UPDATE for a chunk of completions (SQLite); returns the rows it completed.
 async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String, Json)]) -> Result<Vec<Model>> {
@@ -176,14 +196,21 @@ async fn complete_chunk(txn: &DatabaseTransaction, now: Micros, chunk: &[(String
         chunk.iter().map(|(lease_id, result)| (lease_id.clone(), Json::String(result.to_string()))).collect();
     let keys = LeaseKeys::of(chunk.iter().map(|(lease_id, _)| lease_id.as_str()));
     let array = |texts: &[String]| serde_json::to_string(texts).map_err(|e| Error::internal("complete", e));
-    let values: [sea_orm::Value; 5] = [
+    let template = completion_entry_template();
+    let values: [sea_orm::Value; 11] = [
         Json::Object(results).to_string().into(),
         now.into(),
         array(&keys.task_ids)?.into(),
         array(&keys.tokens)?.into(),
         array(&keys.legacy)?.into(),
+        template.actor.kind.as_str().into(),
+        template.action.as_str().into(),
+        template.entity_kind.into(),
+        template.before.into(),
+        template.after.into(),
+        template.note.into(),
     ];
-    let statement = Statement::from_sql_and_values(DatabaseBackend::Sqlite, SQLITE_COMPLETION_SQL, values);
+    let statement = Statement::from_sql_and_values(DatabaseBackend::Sqlite, SQLITE_COMPLETION_SQL.as_str(), values);
     task_rows::from_results(&txn.query_all_raw(statement).await?)
 }
 
@@ -262,9 +289,10 @@ fn shifted_parameters(sql: &str, by: usize) -> String {
     shifted
 }
 
-/// Binds the parameters of `PLAIN_COMPLETION_CTES` for `items`, after any bound before them.
-fn bind_plain_completion<'q>(query: PgQuery<'q>, now: Micros, items: &[(String, Json)]) -> PgQuery<'q> {
-    let template = Entry::status_changed(
+/// A completion's audit entry (`settled_entry` of a completed task) with no task in it: the parts every completion
+/// entry shares, for the statements that write the entries in SQL.
+fn completion_entry_template() -> Entry {
+    Entry::status_changed(
         Actor::worker(""),
         ENTITY_KIND,
         "",
@@ -272,7 +300,12 @@ fn bind_plain_completion<'q>(query: PgQuery<'q>, now: Micros, items: &[(String, 
         json!({}),
         None,
         "",
-    );
+    )
+}
+
+/// Binds the parameters of `PLAIN_COMPLETION_CTES` for `items`, after any bound before them.
+fn bind_plain_completion<'q>(query: PgQuery<'q>, now: Micros, items: &[(String, Json)]) -> PgQuery<'q> {
+    let template = completion_entry_template();
     query
         .bind(results_by_lease(items))
         .bind(now)
