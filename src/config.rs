@@ -65,6 +65,7 @@ pub struct BenchArgs {
         crate::bench::Scenario::Drain,
         crate::bench::Scenario::Latency,
         crate::bench::Scenario::Trace,
+        crate::bench::Scenario::Folders,
         crate::bench::Scenario::Streams,
         crate::bench::Scenario::Claim,
     ])]
@@ -72,7 +73,7 @@ pub struct BenchArgs {
     /// Runs per scenario (median and spread reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Tasks for the enqueue and drain scenarios.
+    /// Tasks for the enqueue, drain and folders scenarios.
     #[arg(long, default_value_t = 20_000)]
     pub tasks: usize,
     /// The drains to run, each as worker processes x concurrency of each [+ tasks each prefetches] (comma-separated):

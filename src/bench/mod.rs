@@ -31,6 +31,9 @@ pub enum Scenario {
     Latency,
     /// PushTrace throughput and the bytes it leaves on disk.
     Trace,
+    /// What a drained task's trace folder costs by itself: its folder, `input.json` and `output.json`, written by
+    /// the server's own trace store with a real task's files.
+    Folders,
     /// Server memory with many idle worker streams.
     Streams,
     /// Time from settling a lease to the next assignment, with a small and a large queue.

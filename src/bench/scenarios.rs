@@ -5,12 +5,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Cluster, Figure, Scenario, cpu::CpuUse};
+use super::{
+    Cluster, Figure, Scenario,
+    cpu::{self, CpuUse},
+};
 use crate::{
+    client::Authed,
     clock::{Clock, SystemClock},
     config::{BenchArgs, DrainShape},
     json::struct_to_json,
-    pb::{self, pull_tasks_response::Event},
+    pb::{self, pull_tasks_response::Event, worker_service_client::WorkerServiceClient},
+    trace::{self, TraceLimits, TraceStore},
 };
 
 const BATCH: usize = 1000;
@@ -48,6 +53,7 @@ pub async fn run(scenario: Scenario, args: &BenchArgs, data_dir: &Path) -> anyho
         Scenario::Drain | Scenario::DrainAuth => Vec::new(),
         Scenario::Latency => latency(&mut cluster, args.latency_samples).await?,
         Scenario::Trace => trace(&cluster, args.trace_mib).await?,
+        Scenario::Folders => folders(&cluster, data_dir, args.tasks).await?,
         Scenario::Streams => streams(&cluster, args.streams).await?,
         Scenario::Claim => claim(&cluster, &args.claim_sizes).await?,
     };
@@ -248,12 +254,7 @@ async fn latency(cluster: &mut Cluster, samples: usize) -> anyhow::Result<Vec<Fi
 
 /// One PushTrace of `mib` MiB in 1 MiB chunks under a real lease.
 async fn trace(cluster: &Cluster, mib: usize) -> anyhow::Result<Vec<Figure>> {
-    let mut tasks = cluster.tasks().await?;
-    let task = tasks.enqueue_task(request(0)).await?.into_inner().task.unwrap_or_default();
-    let mut workers = cluster.workers().await?;
-    let pull = pb::PullTasksRequest { worker_id: "bench-tracer".into(), operations: vec![], max_in_flight: 1 };
-    let mut stream = workers.pull_tasks(pull).await?.into_inner();
-    let lease = next_lease(&mut stream).await?;
+    let Leased { task, mut workers, lease_id: lease, stream: _stream } = leased_task(cluster, "bench-tracer").await?;
     let block = vec![b'x'; 1 << 20];
     let chunks = (0..mib).map(move |i| pb::TraceChunk {
         lease_id: lease.clone(),
@@ -270,6 +271,71 @@ async fn trace(cluster: &Cluster, mib: usize) -> anyhow::Result<Vec<Figure>> {
         figure(format!("trace ingest ({mib} MiB, 1 MiB chunks, fsynced)"), "MiB/s", mib as f64 / seconds),
         figure("trace bytes on disk / bytes sent", "ratio", on_disk as f64 / (mib << 20) as f64),
     ])
+}
+
+/// Trace folders written per claim and per completion group, as a drain at 2 x 512 writes them.
+const FOLDER_BATCH: usize = 512;
+
+/// The trace folders of `n` drained tasks without the rest of the control plane: each task's folder, `input.json`
+/// and `output.json` (API.md: every completed task has them), written through the server's own trace store in the
+/// blocking jobs a drain uses, one claim's and one completion group's worth at a time, with the bytes of a task the
+/// server drained. The CPU of this process per task, and how much of it the kernel spent, is the part of a drained
+/// task's server CPU that no change of the database or the protocol can take away on this file system.
+async fn folders(cluster: &Cluster, data_dir: &Path, n: usize) -> anyhow::Result<Vec<Figure>> {
+    let (input, output) = drained_task_files(cluster).await?;
+    let root = data_dir.join(format!("folders-{}", uuid::Uuid::new_v4().simple()));
+    let store = TraceStore::open(&root, TraceLimits::default())?;
+    let ids: Vec<String> = (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let before = cpu::own_times();
+    let started = Instant::now();
+    for batch in ids.chunks(FOLDER_BATCH) {
+        let attempts = batch.iter().map(|id| (id.clone(), 1, input.clone())).collect();
+        store.begin_attempts(attempts).prepare_firsts().await;
+        let outputs = batch.iter().map(|id| (id.as_str(), output.clone())).collect();
+        for written in store.write_outputs(outputs).await? {
+            written?;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let used = cpu::own_times().since(&before);
+    let per_task = |micros: f64| micros / n as f64;
+    anyhow::ensure!(root.join(&ids[n - 1]).join(trace::OUTPUT_FILE).exists(), "the last folder was not written");
+    Ok(vec![
+        figure(
+            format!("trace folders of {n} tasks alone (folder, input.json, output.json)"),
+            "tasks/s",
+            n as f64 / seconds,
+        ),
+        figure("trace folders alone, CPU per task", "us", per_task(used.user + used.system)),
+        figure("trace folders alone, CPU per task in the kernel", "us", per_task(used.system)),
+    ])
+}
+
+/// The `input.json` and `output.json` the server wrote for a task it leased and saw completed.
+async fn drained_task_files(cluster: &Cluster) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let Leased { task, mut workers, lease_id, stream: _stream } = leased_task(cluster, "bench-folders").await?;
+    workers.complete_task(pb::CompleteTaskRequest { lease_id, result: Some(Default::default()) }).await?;
+    let folder = cluster.trace_root().join(&task.id);
+    // CompleteTask answers once `output.json` is written.
+    Ok((std::fs::read(folder.join(trace::INPUT_FILE))?, std::fs::read(folder.join(trace::OUTPUT_FILE))?))
+}
+
+/// A task the bench enqueued and leased on a stream of its own, which holds the lease while it is open.
+struct Leased {
+    task: pb::Task,
+    workers: WorkerServiceClient<Authed>,
+    lease_id: String,
+    stream: tonic::Streaming<pb::PullTasksResponse>,
+}
+
+async fn leased_task(cluster: &Cluster, worker_id: &str) -> anyhow::Result<Leased> {
+    let mut tasks = cluster.tasks().await?;
+    let task = tasks.enqueue_task(request(0)).await?.into_inner().task.unwrap_or_default();
+    let mut workers = cluster.workers().await?;
+    let pull = pb::PullTasksRequest { worker_id: worker_id.into(), operations: vec![], max_in_flight: 1 };
+    let mut stream = workers.pull_tasks(pull).await?.into_inner();
+    let lease_id = next_lease(&mut stream).await?;
+    Ok(Leased { task, workers, lease_id, stream })
 }
 
 /// Server memory before and with `n` idle worker streams (100 per connection).
