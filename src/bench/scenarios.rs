@@ -282,6 +282,7 @@ const FOLDER_BATCH: usize = 512;
 /// server drained. The CPU of this process per task, and how much of it the kernel spent, is the part of a drained
 /// task's server CPU that no change of the database or the protocol can take away on this file system.
 async fn folders(cluster: &Cluster, data_dir: &Path, n: usize) -> anyhow::Result<Vec<Figure>> {
+    anyhow::ensure!(n > 0, "the folders scenario needs --tasks of at least 1");
     let (input, output) = drained_task_files(cluster).await?;
     let root = data_dir.join(format!("folders-{}", uuid::Uuid::new_v4().simple()));
     let store = TraceStore::open(&root, TraceLimits::default())?;
